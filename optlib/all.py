@@ -1,0 +1,4 @@
+"""Everything public in optlib, for `from optlib.all import *`"""
+from .data import *
+from .learner import *
+from .stateful import *
