@@ -2,3 +2,5 @@
 from .data import *
 from .learner import *
 from .stateful import *
+from .schedulers import *
+from .interop import *
