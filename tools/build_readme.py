@@ -21,6 +21,15 @@ def _hidden(cell):
     d = _directives(cell.source)
     return 'hide' in d or d.get('include:') == 'false' or 'export' in d and 'exports' not in d
 
+def _merge_streams(outputs):
+    "Join consecutive stream outputs of the same stream, so printed rows stay one block in markdown"
+    merged = []
+    for o in outputs:
+        if merged and o.get('output_type') == 'stream' and merged[-1].get('output_type') == 'stream' and merged[-1]['name'] == o['name']:
+            merged[-1]['text'] += o['text']
+        else: merged.append(o)
+    return merged
+
 def readme_text(nb_path=ROOT/'nbs'/'index.ipynb'):
     nb = nbformat.read(nb_path, as_version=4)
     cells = []
@@ -29,6 +38,7 @@ def readme_text(nb_path=ROOT/'nbs'/'index.ipynb'):
         if c.cell_type == 'code' and _hidden(c): continue
         if c.cell_type == 'code':
             c.source = _strip_directives(c.source)
+            c.outputs = _merge_streams(c.outputs)
             if _directives(nbformat.v4.new_code_cell(c.source).source).get('echo:') == 'false': c.source = ''
         cells.append(c)
     nb.cells = cells
