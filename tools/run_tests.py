@@ -4,7 +4,7 @@
 `nbdev_test` prints only `Success.`; this runs the same `nbdev.test.test_nb` on each notebook, two at a time,
 times each one, and ends with a plain `N passed, N failed` line (notebooks), after pytest's own summary.
 """
-import argparse, os, subprocess, sys, time
+import argparse, multiprocessing, os, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -30,7 +30,8 @@ def main():
     a = ap.parse_args()
     nbs, flags = notebooks(a.path), a.flags.split()
     t0, results = time.time(), []
-    with ProcessPoolExecutor(a.workers) as ex:
+    # a fresh process per notebook: notebooks change process-wide settings (threads, RNGs, even `__main__`)
+    with ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context('spawn'), max_tasks_per_child=1) as ex:
         futs = [ex.submit(_test_one, str(f), flags) for f in nbs]
         for fu in as_completed(futs):
             fn, ok, secs = fu.result()
