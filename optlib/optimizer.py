@@ -7,7 +7,7 @@ __all__ = ['NON_HYPERS', 'NON_NEGATIVE', 'UNIT_INTERVAL', 'sgd_step', 'weight_de
            'check_steppers', 'check_hyper', 'even_mults', 'HyperView', 'Optimizer']
 
 # %% ../nbs/09_optimizer.ipynb #31717962
-import functools, inspect, math
+import functools, inspect, itertools, math, operator
 from collections import defaultdict
 from collections.abc import MutableMapping, Iterable
 from numbers import Number
@@ -117,6 +117,7 @@ class HyperView(MutableMapping):
 # %% ../nbs/09_optimizer.ipynb #c47aa165
 class Optimizer(torch.optim.Optimizer):
     "One optimizer for every method: parameter groups with hyper-parameters, updated by composable `steppers`"
+    cpu_chunk = 2**20   # on CPU, buckets are cut into chunks of at most this many values (see `step`); None: no cut
     def __init__(self, params, steppers, foreach=None, **defaults):
         self.steppers = listify(steppers)
         for s in self.steppers:
@@ -126,7 +127,7 @@ class Optimizer(torch.optim.Optimizer):
         defs.update(defaults)
         for k, v in defs.items(): check_hyper(k, v)
         if foreach not in (None, True, False): raise TypeError(f"foreach must be None, True or False, got {foreach!r}")
-        self.foreach = foreach
+        self.foreach, self._plans = foreach, {}   # _plans: the cached bucket layout of each group (see `step`)
         super().__init__(_as_param_groups(params), defs)
 
     def add_param_group(self, param_group):
@@ -158,6 +159,8 @@ class Optimizer(torch.optim.Optimizer):
         return f'{type(self).__name__}(steppers=[{steps}])\n{groups}'
 
 # %% ../nbs/09_optimizer.ipynb #e7ae1404
+_is_sparse = operator.attrgetter('is_sparse')
+
 @patch
 @torch.no_grad()
 def step(self:Optimizer, closure=None):
@@ -167,11 +170,15 @@ def step(self:Optimizer, closure=None):
         with torch.enable_grad(): loss = closure()
     work = []
     for i, g in enumerate(self.param_groups):
-        ps = [p for p in g['params'] if p.grad is not None]
-        for p in ps:
-            if p.grad.is_sparse: raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (group {i}); use torch.optim.SparseAdam")
-        if ps: work.append((g, ps))
-    for g, ps in work: self._step_group(g, ps)
+        ps = g['params']
+        gs = [p.grad for p in ps]
+        if any(t is None for t in gs):   # keep only the parameters with a gradient
+            ps = [p for p, t in zip(ps, gs) if t is not None]
+            gs = [t for t in gs if t is not None]
+        if any(map(_is_sparse, gs)):
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (group {i}); use torch.optim.SparseAdam")
+        if ps: work.append((i, g, ps, gs))
+    for i, g, ps, gs in work: self._step_group(i, g, ps, gs)
     return loss
 
 # %% ../nbs/09_optimizer.ipynb #7eeced74
@@ -184,16 +191,17 @@ def _init_state(self:Optimizer, p):
     return st
 
 @patch
-def _step_group(self:Optimizer, group, ps):
-    "Run the steppers on the parameters `ps` of `group`: per tensor, or per bucket of tensors"
+def _step_group(self:Optimizer, i, group, ps, grads):
+    "Run the steppers on the parameters `ps` of group `i` (whose gradients are `grads`): per tensor, or per bucket"
     hypers = {k: v for k, v in group.items() if k not in NON_HYPERS}
-    state = self.state
-    for p in ps:
-        if p not in state: state[p] = self._init_state(p)
     if self.foreach is False:
+        state = self.state
+        for p in ps:
+            if not state.get(p): state[p] = self._init_state(p)   # (torch's state is a defaultdict: {} if only looked at)
         for p in ps: self._step_tensor(p, hypers)
     else:
-        for bucket in self._buckets(ps): self._step_bucket(bucket, hypers)
+        buckets = self._buckets(i, group, ps)
+        for b in buckets: self._step_bucket(b, hypers, grads if len(buckets) == 1 else [p.grad for p in b.ps])
 
 @patch
 def _step_tensor(self:Optimizer, p, hypers):
@@ -204,44 +212,122 @@ def _step_tensor(self:Optimizer, p, hypers):
         if r: st.update(r)
 
 # %% ../nbs/09_optimizer.ipynb #5f7e02e7
+class _Bucket:
+    "Tensors of one group that share multi-tensor calls: same device and dtypes, same state keys and scalar state"
+    __slots__ = ('ps', 'states', 'tkeys', 'scalars', 'nkeys')
+    def __init__(self, ps, states, tkeys, scalars):
+        self.ps, self.states, self.tkeys, self.scalars = ps, states, list(tkeys), dict(scalars)
+        for k, v in self.scalars.items():   # one object in every state, so an identity test finds changes
+            for s in states: s[k] = v
+        self.nkeys = sum(map(len, states))
+
+    def valid(self):
+        "Whether nobody changed the bucket's state dictionaries since the last step"
+        states = self.states
+        if sum(map(len, states)) != self.nkeys: return False
+        try: return all(all(map(operator.is_, map(operator.itemgetter(k), states), itertools.repeat(v))) for k, v in self.scalars.items())
+        except KeyError: return False
+
+class _Plan:
+    "The buckets of one parameter group, valid while the same parameters have gradients and their state is unchanged"
+    __slots__ = ('group', 'ps', 'state', 'nstate', 'buckets', 'chunk')
+    def __init__(self, group, ps, state, buckets, chunk):
+        self.group, self.ps, self.state, self.nstate, self.buckets, self.chunk = group, ps, state, len(state), buckets, chunk
+
+    def valid(self, group, ps, state, chunk):
+        "Whether this plan still describes `ps` in `group`, with the optimizer state `state` and chunks of `chunk` values"
+        return (self.group is group and self.state is state and len(state) == self.nstate and self.chunk == chunk
+                and len(ps) == len(self.ps) and all(map(operator.is_, ps, self.ps)) and all(b.valid() for b in self.buckets))
+
+def _chunks(ps, limit):
+    "Cut `ps` into runs of at most `limit` values in all (a larger tensor is a run of its own): (start, stop) pairs"
+    if not limit: return [(0, len(ps))]
+    out, start, n = [], 0, 0
+    for i, p in enumerate(ps):
+        k = p.numel()
+        if n and n + k > limit: out.append((start, i)); start, n = i, 0
+        n += k
+    return out + [(start, len(ps))]
+
+def _hashable(v):
+    "`v` if it can be part of a dictionary key, else something unique to it"
+    try: hash(v); return v
+    except TypeError: return ('unhashable', id(v))
+
+# %% ../nbs/09_optimizer.ipynb #e5fdab6a
 @patch
-def _buckets(self:Optimizer, ps):
-    "Split `ps` into buckets sharing device, dtype and scalar state (e.g. the step count): one foreach call each"
-    out, state = {}, self.state
+def _buckets(self:Optimizer, i, group, ps):
+    "The buckets of `ps` (group `i`): tensors sharing device, dtypes, state keys and scalar state, one foreach call each"
+    plans = self.__dict__.setdefault('_plans', {})
+    plan, state, chunk = plans.get(i), self.state, self.cpu_chunk
+    if plan is not None and plan.valid(group, ps, state, chunk): return plan.buckets
+    out = {}
     for p in ps:
-        scalars = tuple((k, v) for k, v in state[p].items() if not isinstance(v, Tensor))
-        out.setdefault((p.device, p.dtype, p.grad.dtype, scalars), []).append(p)
-    return list(out.values())
+        st = state.get(p)
+        if not st: st = state[p] = self._init_state(p)
+        tkeys = tuple(k for k, v in st.items() if isinstance(v, Tensor))
+        scalars = tuple((k, _hashable(v)) for k, v in st.items() if not isinstance(v, Tensor))
+        ps_, sts = out.setdefault((p.device, p.dtype, p.grad.dtype, tkeys, scalars), ([], []))
+        ps_.append(p); sts.append(st)
+    buckets = []
+    for k, (ps_, sts) in out.items():
+        scalars = {n: sts[0][n] for n, _ in k[4]}
+        for a, b in _chunks(ps_, chunk if k[0].type == 'cpu' else None):
+            buckets.append(_Bucket(ps_[a:b], sts[a:b], k[3], scalars))
+    plans[i] = _Plan(group, list(ps), state, buckets, chunk)
+    return buckets
+
+class _PerTensor(list):
+    "State values that differ between the tensors of a bucket (a per-tensor stepper returned them)"
 
 @patch
-def _step_bucket(self:Optimizer, ps, hypers):
-    "Call every stepper on a bucket: multi-tensor steppers once on a `TensorList`, others tensor by tensor"
-    states = [self.state[p] for p in ps]
-    tl = TensorList(ps, grad=TensorList([p.grad for p in ps]))
-    bstate = {k: (TensorList([s[k] for s in states]) if isinstance(v, Tensor) else v) for k, v in states[0].items()}
+def _step_bucket(self:Optimizer, b, hypers, grads):
+    "Call every stepper on bucket `b`: multi-tensor steppers once on a `TensorList`, others tensor by tensor"
+    ps, states = b.ps, b.states
+    tl = TensorList(ps, grad=TensorList(grads))
+    bstate = {k: TensorList(list(map(operator.itemgetter(k), states))) for k in b.tkeys}
+    bstate.update(b.scalars)
     gathered = dict(bstate)
+    per_tensor = False   # once the tensors' states differ in more than tensors, every stepper runs tensor by tensor
     for f in self.steppers:
-        if is_multi_tensor(f): r = f(tl, **{**hypers, **bstate})
-        else: r = self._per_tensor(f, ps, states, hypers, bstate)
+        if not per_tensor and is_multi_tensor(f): r = f(tl, **{**hypers, **bstate})
+        else:
+            r, partial = self._per_tensor(f, ps, states, hypers, bstate)
+            per_tensor = per_tensor or partial or any(isinstance(v, _PerTensor) for v in r.values())
         if r: bstate.update(r)
     for k, v in bstate.items():  # write back what the steppers replaced (in-place updates are already there)
         if gathered.get(k, None) is v: continue
-        if isinstance(v, TensorList):
+        if isinstance(v, (TensorList, _PerTensor)):
             for s, t in zip(states, v): s[k] = t
+            if isinstance(v, TensorList) and k not in b.tkeys: b.tkeys.append(k)
         else:
             for s in states: s[k] = v
+            if isinstance(v, Tensor): b.tkeys.append(k) if k not in b.tkeys else None
+            else: b.scalars[k] = v
+    b.nkeys = sum(map(len, states))
+    if per_tensor: self._plans = {}   # regroup at the next step
 
 @patch
 def _per_tensor(self:Optimizer, f, ps, states, hypers, bstate):
-    "Run a per-tensor stepper `f` over a bucket, returning its state updates as bucket state"
+    "Run stepper `f` tensor by tensor over a bucket: its state updates as bucket state, and whether some were partial"
     new = {}
     for i, p in enumerate(ps):
-        st = {k: (v[i] if isinstance(v, TensorList) else v) for k, v in bstate.items()}
+        st = {**states[i], **{k: (v[i] if isinstance(v, (TensorList, _PerTensor)) else v) for k, v in bstate.items()}}
         r = f(p, **{**hypers, **st})
         if r:
             states[i].update(r)
             for k, v in r.items(): new.setdefault(k, []).append(v)
-    return {k: (TensorList(vs) if isinstance(vs[0], Tensor) else vs[0]) for k, vs in new.items() if len(vs) == len(ps)}
+    partial = any(len(vs) != len(ps) for vs in new.values())   # state for some tensors only (kept in their dicts)
+    if partial: self._plans = {}                                # regroup at the next step
+    return {k: _bucket_value(vs) for k, vs in new.items() if len(vs) == len(ps)}, partial
+
+def _bucket_value(vs):
+    "The per-tensor values `vs` as bucket state: a `TensorList`, one shared scalar, or `_PerTensor` values"
+    if isinstance(vs[0], Tensor): return TensorList(vs)
+    try:
+        if all(v == vs[0] for v in vs): return vs[0]
+    except Exception: pass
+    return _PerTensor(vs)
 
 # %% ../nbs/09_optimizer.ipynb #42f1ce99
 @patch
@@ -263,7 +349,7 @@ def set_hypers(self:Optimizer, **kwargs):
 @patch
 def clear_state(self:Optimizer):
     "Forget every parameter's state (moving averages, step counts)"
-    self.state.clear()
+    self.state.clear(); self._plans = {}
 
 # %% ../nbs/09_optimizer.ipynb #22365bc1
 @patch
@@ -302,3 +388,4 @@ def load_state_dict(self:Optimizer, state_dict):
     "Load a state saved by `state_dict()`; a mismatched one raises a ValueError and changes nothing"
     self._check_state_dict(state_dict)
     torch.optim.Optimizer.load_state_dict(self, state_dict)
+    self._plans = {}

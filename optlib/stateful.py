@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import listify
 from .optimizer import Optimizer, HyperView, sgd_step, weight_decay, l2_reg, stepper_name
-from .multitensor import TensorList, multi_tensor
+from .multitensor import TensorList, multi_tensor, init_only, fused_adam_step, fused_adamw_step, fused_sgd_step
 
 # %% ../nbs/09b_stateful.ipynb #80daa2e2
 class Stat:
@@ -70,7 +70,8 @@ class StatefulOptimizer(Optimizer):
         return f'{self.name}(stats=[{stats}], steppers=[{steps}])\n{groups}'
 
     def __getstate__(self):  # torch's keeps only defaults, state and param_groups: keep what makes the steps too
-        return {**super().__getstate__(), 'steppers': self.steppers, 'stats': self.stats, 'foreach': self.foreach, 'name': self.name}
+        return {**super().__getstate__(), 'steppers': self.steppers, 'stats': self.stats, 'foreach': self.foreach, 'name': self.name,
+                **({'cpu_chunk': self.cpu_chunk} if 'cpu_chunk' in self.__dict__ else {})}
 
 # %% ../nbs/09b_stateful.ipynb #51e262b0
 class AverageGrad(Stat):
@@ -121,8 +122,9 @@ def rms_prop_step(p, lr, sqr_avg, eps, grad_avg=None, **kwargs):
 def adam_step(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
     "Adam: `p -= lr * (grad_avg/debias1) / (sqrt(sqr_avg/debias2) + eps)`"
     debias1, debias2 = debias(mom, 1-mom, step), debias(sqr_mom, 1-sqr_mom, step)
-    denom = sqr_avg.sqrt().div_(math.sqrt(debias2)).add_(eps)
-    p.addcdiv_(grad_avg, denom, value=-lr / debias1)
+    d2 = math.sqrt(debias2)
+    denom = sqr_avg.sqrt().add_(eps * d2)
+    p.addcdiv_(grad_avg, denom, value=-lr * d2 / debias1)
 
 # %% ../nbs/09b_stateful.ipynb #b6bbae5e
 def _l2(decouple_wd):
@@ -148,12 +150,18 @@ def nesterov_step(p, lr, mom, grad_avg, **kwargs):
     "SGD with Nesterov momentum: `p -= lr * (grad + mom*grad_avg)`"
     p.add_(p.grad, alpha=-lr).add_(grad_avg, alpha=-lr*mom)
 
-def SGD(params, lr, mom=0., wd=0., decouple_wd=True, nesterov=False, foreach=None):
+def SGD(params, lr, mom=0., wd=0., decouple_wd=True, nesterov=False, foreach=None, fused=False):
     "SGD with optional momentum `mom` (undampened), Nesterov momentum, and weight decay or L2 regularisation `wd`"
     if nesterov and mom == 0: raise ValueError("nesterov=True needs momentum: mom > 0")
-    step = sgd_step if mom == 0 else nesterov_step if nesterov else momentum_step
-    stats = _l2(decouple_wd) + ([AverageGrad()] if mom != 0 else [])
-    return _make('SGD', params, _wd(decouple_wd) + [step], stats, foreach, lr=lr, mom=mom, wd=wd)
+    if fused:   # momentum and step in one torch kernel (chapter 10); the average is only created here
+        step = functools.partial(fused_sgd_step, nesterov=True) if nesterov else fused_sgd_step
+        stats = _l2(decouple_wd) + ([init_only(AverageGrad())] if mom != 0 else [])
+    else:
+        step = sgd_step if mom == 0 else nesterov_step if nesterov else momentum_step
+        stats = _l2(decouple_wd) + ([AverageGrad()] if mom != 0 else [])
+    opt = _make('SGD', params, _wd(decouple_wd) + [step], stats, foreach, lr=lr, mom=mom, wd=wd)
+    if fused or mom == 0: opt.cpu_chunk = None   # one pass over memory (two with wd): no cache to keep between ops
+    return opt
 
 # %% ../nbs/09b_stateful.ipynb #f6ace757
 def RMSProp(params, lr, mom=0., sqr_mom=0.99, eps=1e-8, wd=0., decouple_wd=True, foreach=None):
@@ -163,8 +171,14 @@ def RMSProp(params, lr, mom=0., sqr_mom=0.99, eps=1e-8, wd=0., decouple_wd=True,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
 # %% ../nbs/09b_stateful.ipynb #1a18ee9a
-def Adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, foreach=None):
-    "Adam; with `decouple_wd=True` (the default) AdamW"
+def Adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, foreach=None, fused=False):
+    "Adam; with `decouple_wd=True` (the default) AdamW; `fused=True` does each bucket's update in one torch kernel"
+    if fused:   # the kernel does weight decay, both averages and the step (chapter 10): the stats only create the state
+        stats = _l2(decouple_wd) + [init_only(AverageGrad(dampening=True)), init_only(AverageSqrGrad()), StepCount()]
+        opt = _make('Adam', params, [fused_adamw_step if decouple_wd else fused_adam_step], stats, foreach,
+                    lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
+        opt.cpu_chunk = None   # one pass over memory: no cache to keep between ops, so no chunks (chapter 09)
+        return opt
     stats = _l2(decouple_wd) + [AverageGrad(dampening=True), AverageSqrGrad(), StepCount()]
     return _make('Adam', params, _wd(decouple_wd) + [adam_step], stats, foreach,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)

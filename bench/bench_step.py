@@ -1,0 +1,203 @@
+#!/usr/bin/env python
+"""Time one optimizer step: optlib's SGD, SGD with momentum, Adam, Lamb and Lion against torch.optim.
+
+Two parameter sets: the shapes of a ResNet-18 (62 tensors, 11.7M parameters: large tensors, memory bound) and 400
+tensors of 64 values (small tensors: the per-tensor overhead is all there is). Every optimizer gets its own copy of
+the same parameters and the same gradients. The implementations of a method are timed interleaved, in pairs: in
+each round every path runs right before or right after its reference (one step on the large set, three on the small
+one; the order of the pairs rotates and which side goes first alternates), so a noisy neighbour slows both sides of a
+pair alike. The table gives the median time per step and the median ratio over the pairs.
+
+Paths: torch `foreach=False` (a Python loop over tensors), `foreach=True` (multi-tensor kernels), `fused=True` (one
+fused kernel); optlib `foreach=False` (steppers called per tensor), the default (`foreach=None`: steppers called once
+per bucket of tensors, on a `TensorList`) and `fused=True`. Before timing, every path of a method is run for a few
+steps from the same start, with a parameter that has no gradient on one step, and compared with the reference path
+(torch foreach where torch has the method, else optlib per tensor): the `max |diff|` column.
+
+    python bench/bench_step.py            # the full table (a few minutes on 2 cores)
+    python bench/bench_step.py --quick    # small sets, 2 rounds, 1 thread: a smoke test of a few seconds
+    python bench/bench_step.py --json bench/results.json   # also save the numbers (the chapter plots them)
+"""
+import argparse, gc, json, platform, statistics, sys, time
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+from optlib.stateful import SGD, Adam, Lamb, Lion
+
+DEFAULT_THREADS = torch.get_num_threads()
+
+def resnet18_shapes():
+    "The parameter shapes of torchvision's ResNet-18: 62 tensors, 11,689,512 values"
+    shapes, cin = [(64, 3, 7, 7), (64,), (64,)], 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for block in range(2):
+            c = cin if block == 0 else cout
+            shapes += [(cout, c, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+            if block == 0 and (stride != 1 or c != cout): shapes += [(cout, c, 1, 1), (cout,), (cout,)]
+        cin = cout
+    return shapes + [(1000, 512), (1000,)]
+
+def param_sets(quick=False):
+    "name -> list of shapes"
+    if quick: return {'small convnet (9 tensors)': [(16, 3, 3, 3), (16,), (32, 16, 3, 3), (32,), (32,), (64, 32, 3, 3), (64,), (10, 64), (10,)],
+                      '40 tensors of 64': [(64,)] * 40}
+    return {'ResNet-18 shapes (62 tensors, 11.7M params)': resnet18_shapes(), '400 tensors of 64': [(64,)] * 400}
+
+# method -> {path: factory(params) -> optimizer}; the hyper-parameters of the two libraries are the same method
+def methods(only=None):
+    T = torch.optim
+    ms = {
+        'sgd': {'torch loop': lambda ps: T.SGD(ps, lr=1e-2, foreach=False),
+                'torch foreach': lambda ps: T.SGD(ps, lr=1e-2, foreach=True),
+                'torch fused': lambda ps: T.SGD(ps, lr=1e-2, fused=True),
+                'optlib per-tensor': lambda ps: SGD(ps, lr=1e-2, foreach=False),
+                'optlib default': lambda ps: SGD(ps, lr=1e-2),
+                'optlib fused': lambda ps: SGD(ps, lr=1e-2, fused=True)},
+        'momentum': {'torch loop': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, foreach=False),
+                     'torch foreach': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, foreach=True),
+                     'torch fused': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, fused=True),
+                     'optlib per-tensor': lambda ps: SGD(ps, lr=1e-2, mom=0.9, foreach=False),
+                     'optlib default': lambda ps: SGD(ps, lr=1e-2, mom=0.9),
+                     'optlib fused': lambda ps: SGD(ps, lr=1e-2, mom=0.9, fused=True)},
+        'adam': {'torch loop': lambda ps: T.Adam(ps, lr=1e-3, foreach=False),
+                 'torch foreach': lambda ps: T.Adam(ps, lr=1e-3, foreach=True),
+                 'torch fused': lambda ps: T.Adam(ps, lr=1e-3, fused=True),
+                 'optlib per-tensor': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0., foreach=False),
+                 'optlib default': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0.),
+                 'optlib fused': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0., fused=True)},
+        'lamb': {'optlib per-tensor': lambda ps: Lamb(ps, lr=1e-3, foreach=False),
+                 'optlib default': lambda ps: Lamb(ps, lr=1e-3)},
+        'lion': {'optlib per-tensor': lambda ps: Lion(ps, lr=1e-4, foreach=False),
+                 'optlib default': lambda ps: Lion(ps, lr=1e-4)},
+    }
+    return {k: v for k, v in ms.items() if only is None or k in only}
+
+def reference(paths): return 'torch foreach' if 'torch foreach' in paths else 'optlib per-tensor'
+
+def make_params(shapes, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g) * 0.1 for s in shapes]
+
+def make_grads(shapes, seed):
+    g = torch.Generator().manual_seed(1000 + seed)
+    return [torch.randn(s, generator=g) * 0.01 for s in shapes]
+
+def copy_params(ps, grads):
+    out = [p.clone().requires_grad_() for p in ps]
+    for p, g in zip(out, grads): p.grad = g   # the gradients are shared: no path changes them (no L2 term here)
+    return out
+
+def state_bytes(opt):
+    return sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values() if torch.is_tensor(v))
+
+def check_agreement(shapes, paths, steps=4):
+    "Run every path `steps` steps from the same start (param 0 has no gradient at step 2): max |diff| to the reference"
+    base, res = make_params(shapes), {}
+    for name, make in paths.items():
+        ps = [p.clone().requires_grad_() for p in base]
+        opt = make(ps)
+        for k in range(steps):
+            gs = make_grads(shapes, k)
+            for i, (p, g) in enumerate(zip(ps, gs)): p.grad = None if (k == 2 and i == 0) else g
+            opt.step()
+        res[name] = [p.detach() for p in ps]
+    ref = res[reference(paths)]
+    return {name: max((a - b).abs().max().item() for a, b in zip(ps, ref)) for name, ps in res.items()}
+
+def time_paths(shapes, paths, rounds, steps):
+    """Per path: median seconds per step, median ratio to the reference and (optlib paths) to torch fused, state bytes.
+
+    Each ratio is taken over pairs of measurements made one right after the other (which one runs first alternates),
+    in every round, the pairs in a rotating order; a noisy neighbour then slows both sides of most pairs alike."""
+    base, grads = make_params(shapes), make_grads(shapes, 0)
+    opts = {}
+    for name, make in paths.items():
+        opt = make(copy_params(base, grads))
+        for _ in range(2): opt.step()          # create the state, warm up
+        opts[name] = opt
+    ref, names = reference(paths), list(opts)
+    pairs = [(n, ref, 'ratio') for n in names if n != ref]
+    if 'torch fused' in opts: pairs += [(n, 'torch fused', 'ratio_fused') for n in names if n.startswith('optlib')]
+    times, ratios = {n: [] for n in names}, {(n, key): [] for n, _, key in pairs}
+    def timed(n):
+        opt = opts[n]; t0 = time.perf_counter()
+        for _ in range(steps): opt.step()
+        dt = (time.perf_counter() - t0) / steps
+        times[n].append(dt); return dt
+    gc.collect(); gc.disable()
+    try:
+        for r in range(rounds):
+            k = r % len(pairs)
+            for n, other, key in pairs[k:] + pairs[:k]:
+                if r % 2: t_other, t_n = timed(other), timed(n)
+                else: t_n, t_other = timed(n), timed(other)
+                ratios[(n, key)].append(t_n / t_other)
+    finally: gc.enable()
+    out = {}
+    for n in names:
+        o = {'ms': 1e3 * statistics.median(times[n]), 'ratio': statistics.median(ratios[(n, 'ratio')]) if n != ref else 1.,
+             'state_mb': state_bytes(opts[n]) / 2**20}
+        if (n, 'ratio_fused') in ratios: o['ratio_fused'] = statistics.median(ratios[(n, 'ratio_fused')])
+        out[n] = o
+    return out
+
+def run(quick=False, rounds=None, only=None):
+    rounds = rounds or (2 if quick else 15)
+    results = {'torch': torch.__version__, 'threads': torch.get_num_threads(), 'default_threads': DEFAULT_THREADS, 'machine': platform.processor() or platform.machine(),
+               'rounds': rounds, 'sets': {}}
+    for set_name, shapes in param_sets(quick).items():
+        n = sum(torch.Size(s).numel() for s in shapes)
+        steps = 1 if (quick or n > 1e6) else 3
+        sres = results['sets'][set_name] = {}
+        for meth, paths in methods(only).items():
+            diffs = check_agreement(shapes, paths)
+            timing = time_paths(shapes, paths, rounds, steps)
+            sres[meth] = {p: {**timing[p], 'max_diff': diffs[p], 'ref': reference(paths)} for p in paths}
+    return results
+
+def table(results):
+    "The results as a markdown table"
+    default = " (torch's default)" if results['threads'] == results.get('default_threads') else f" (torch's default: {results.get('default_threads')})"
+    lines = [f"torch {results['torch']}, {results['threads']} threads{default}, {results['rounds']} rounds; "
+             "ratios are medians over pairs of adjacent measurements (< 1: faster)", '',
+             '| param set | method | path | ms / step | vs reference | vs torch fused | state MiB | max abs diff |',
+             '|---|---|---|---:|---:|---:|---:|---:|']
+    for set_name, sres in results['sets'].items():
+        for meth, paths in sres.items():
+            for path, r in paths.items():
+                ref = '(reference)' if path == r['ref'] else f"{r['ratio']:.2f}x {r['ref'].replace('optlib ', '')}"
+                fused = f"{r['ratio_fused']:.2f}x" if 'ratio_fused' in r else ''
+                lines.append(f"| {set_name} | {meth} | {path} | {r['ms']:.2f} | {ref} | {fused} | {r['state_mb']:.1f} | {r['max_diff']:.1e} |")
+    return '\n'.join(lines)
+
+def summary(results):
+    "The ratios the targets are about, one line per parameter set"
+    out = []
+    for set_name, sres in results['sets'].items():
+        parts = [f"{m} {sres[m]['optlib default']['ratio']:.2f}x" for m in ('sgd', 'momentum', 'adam') if m in sres]
+        fused = [f"{m} {sres[m]['optlib fused']['ratio_fused']:.2f}x" for m in ('sgd', 'momentum', 'adam') if m in sres]
+        own = [f"{m} {1/sres[m]['optlib default']['ratio']:.1f}x" for m in ('lamb', 'lion') if m in sres]
+        out.append(f"{set_name}: optlib default / torch foreach: {', '.join(parts)}; optlib fused / torch fused: "
+                   f"{', '.join(fused)}; default speed-up over optlib per-tensor: {', '.join(own)}")
+    return '\n'.join(out)
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--quick', action='store_true', help='small parameter sets and 2 rounds: a smoke test of a few seconds')
+    ap.add_argument('--rounds', type=int, help='timing rounds (default 15, quick 2)')
+    ap.add_argument('--methods', nargs='*', help='only these of: sgd momentum adam lamb lion')
+    ap.add_argument('--json', help='also write the results to this file')
+    ap.add_argument('--threads', type=int, help="torch.set_num_threads (default: torch's own; --quick: 1, as a smoke test "
+                    "should not wait on a busy machine's OpenMP barriers)")
+    a = ap.parse_args(argv)
+    if a.threads or a.quick: torch.set_num_threads(a.threads or 1)
+    res = run(a.quick, a.rounds, a.methods)
+    print(table(res)); print(); print(summary(res))
+    bad = [(s, m, p, r['max_diff']) for s, sr in res['sets'].items() for m, pr in sr.items() for p, r in pr.items() if not r['max_diff'] <= 1e-5]
+    print('paths agree: ' + ('yes' if not bad else f'NO: {bad}'))
+    if a.json: Path(a.json).write_text(json.dumps(res, indent=1))
+    return 1 if bad else 0
+
+if __name__ == '__main__': sys.exit(main())
