@@ -8,7 +8,7 @@ __all__ = ['NORM_LAYERS', 'SCHEDULER_KEYS', 'CHECKPOINT_FORMAT', 'SAM', 'no_deca
            'ClosureCB', 'check_state_dict', 'load_optimizer_state', 'atomic_save', 'optimizer_name',
            'check_model_state', 'read_checkpoint', 'CheckpointCB', 'free_port', 'run_distributed']
 
-# %% ../nbs/11_interop.ipynb #45312e90
+# %% ../nbs/11_interop.ipynb #c4eb42cc
 import contextlib, fnmatch, inspect, io, os, queue, re, socket, sys, tempfile, time, traceback, types
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from .optimizer import Optimizer
 from .multitensor import multi_tensor
 from .learner import Learner, Callback, CancelBatchException
 
-# %% ../nbs/11_interop.ipynb #6105bc4f
+# %% ../nbs/11_interop.ipynb #5dcb431e
 class SAM(Optimizer):
     "Sharpness-aware minimisation: the `steppers` update `w` with the gradient taken at `w + rho*g/|g|`; `step` needs a closure"
     def __init__(self, params, steppers, rho=0.05, foreach=None, **defaults):
@@ -53,7 +53,7 @@ class SAM(Optimizer):
     def __getstate__(self):   # torch's keeps only defaults, state and param_groups: keep the steppers too (copy, pickle)
         return {**super().__getstate__(), 'steppers': self.steppers, 'foreach': self.foreach}
 
-# %% ../nbs/11_interop.ipynb #d3a88039
+# %% ../nbs/11_interop.ipynb #01171777
 NORM_LAYERS = tuple(c for c in (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, getattr(nn, 'RMSNorm', None)) if c is not None)
 
 def no_decay_names(model) -> list:
@@ -88,25 +88,7 @@ def param_groups(model, rules=None, wd_bn_bias=True, wd_name='wd', names=True) -
         groups.append(g)
     return groups
 
-# %% ../nbs/11_interop.ipynb #2e6be3bb
-_add_param_group_09 = Optimizer.add_param_group   # chapter 09's, which this extends
-
-@patch
-def add_param_group(self:Optimizer, param_group):
-    "Add a parameter group as chapter 09 does, refusing first a parameter listed twice in it (torch only warns)"
-    if isinstance(param_group, dict) and 'params' in param_group and not isinstance(param_group['params'], Tensor):
-        ps = param_group['params'] = list(param_group['params'])
-        seen = {}
-        for i, p in enumerate(ps):
-            name, t = p if isinstance(p, tuple) and len(p) == 2 else (None, p)
-            if not isinstance(t, Tensor): continue
-            if id(t) in seen:
-                what = f"{name!r}" if name is not None else f"at positions {seen[id(t)]} and {i}"
-                raise ValueError(f"parameter {what} (shape {tuple(t.shape)}) is listed twice in one parameter group: each tensor must appear once")
-            seen[id(t)] = i
-    _add_param_group_09(self, param_group)
-
-# %% ../nbs/11_interop.ipynb #3456fa21
+# %% ../nbs/11_interop.ipynb #9c571fc2
 def grads_finite(opt) -> bool:
     "Whether every gradient of `opt`'s parameters is finite (one reduction per tensor, one synchronisation)"
     gs = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
@@ -139,7 +121,7 @@ def skip_nonfinite(opt):
     opt.step = types.MethodType(step, opt)
     return opt
 
-# %% ../nbs/11_interop.ipynb #98e64c78
+# %% ../nbs/11_interop.ipynb #82bea6b0
 class GradAccumCB(Callback):
     "Add up the gradients of `n` batches, each loss divided by `n`, and step once: the step of one batch `n` times bigger"
     order = 20
@@ -173,7 +155,7 @@ def clip_grad(p, max_norm, **kwargs):
     p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp_max(1.))
 clip_grad.defaults = dict(max_norm=1.)
 
-# %% ../nbs/11_interop.ipynb #728be78a
+# %% ../nbs/11_interop.ipynb #0f63b5fa
 class MixedPrecisionCB(Callback):
     "Forward and loss under `torch.autocast(dtype)`, backward and step through a `GradScaler`: an inf/NaN gradient skips the step (counted in `n_skipped`)"
     order = 30
@@ -222,7 +204,7 @@ class SkipNonFiniteCB(Callback):
         self.learn.train_iter -= 1    # not a step: the schedules wait for the optimizer
         raise CancelBatchException()
 
-# %% ../nbs/11_interop.ipynb #64e2a1d8
+# %% ../nbs/11_interop.ipynb #aec24284
 class ClosureCB(Callback):
     "Step with a closure that re-runs the batch (predict, loss, backward), for optimizers that evaluate the loss more than once (SAM, LBFGS)"
     order = 30
@@ -237,7 +219,7 @@ class ClosureCB(Callback):
         learn.opt.step(closure)
         learn.loss, learn.preds = loss, preds
 
-# %% ../nbs/11_interop.ipynb #397d4fdf
+# %% ../nbs/11_interop.ipynb #0b3ff113
 SCHEDULER_KEYS = ('initial_lr', 'max_lr', 'min_lr', 'base_lr', 'base_momentum', 'max_momentum')   # added to groups by torch's schedulers
 _NOT_HYPER_KEYS = {'params', 'param_names', *SCHEDULER_KEYS}
 
@@ -306,7 +288,7 @@ def load_optimizer_state(opt, sd):
     opt.load_state_dict(sd)
     return opt
 
-# %% ../nbs/11_interop.ipynb #4215d3d5
+# %% ../nbs/11_interop.ipynb #6f28588a
 def atomic_save(obj, path):
     "`torch.save(obj, path)` through a temporary file in the same directory, renamed to `path` once complete: never a truncated file"
     path = Path(path)
@@ -322,7 +304,7 @@ def atomic_save(obj, path):
         raise
     return path
 
-# %% ../nbs/11_interop.ipynb #73a9053f
+# %% ../nbs/11_interop.ipynb #27c21e27
 CHECKPOINT_FORMAT = 'optlib-checkpoint/1'
 
 def optimizer_name(opt) -> str:
@@ -400,7 +382,7 @@ class CheckpointCB(Callback):
         done = self.epoch + 1
         if done % self.every == 0 or done == self.n_epoch: self.learn.save_checkpoint(self.path, epoch=done)
 
-# %% ../nbs/11_interop.ipynb #1e285192
+# %% ../nbs/11_interop.ipynb #22609382
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on now"
     with socket.socket() as s:

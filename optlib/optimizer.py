@@ -6,7 +6,7 @@
 __all__ = ['NON_HYPERS', 'NON_NEGATIVE', 'UNIT_INTERVAL', 'TORCH_FLAGS', 'sgd_step', 'weight_decay', 'l2_reg', 'get_defaults',
            'stepper_name', 'check_steppers', 'check_hyper', 'even_mults', 'HyperView', 'Optimizer']
 
-# %% ../nbs/09_optimizer.ipynb #47a64000
+# %% ../nbs/09_optimizer.ipynb #cebba4e1
 import functools, inspect, itertools, math, operator
 from collections import defaultdict
 from collections.abc import MutableMapping, Iterable
@@ -16,7 +16,7 @@ from torch import Tensor
 from fastcore.basics import listify, patch
 from .multitensor import TensorList, multi_tensor, is_multi_tensor
 
-# %% ../nbs/09_optimizer.ipynb #52fae5fd
+# %% ../nbs/09_optimizer.ipynb #413966dc
 @multi_tensor
 def sgd_step(p, lr, **kwargs):
     "Plain SGD: `p -= lr * grad`"
@@ -34,7 +34,7 @@ def l2_reg(p, wd, **kwargs):
     if wd != 0: p.grad.add_(p, alpha=wd)
 l2_reg.defaults = dict(wd=0.)
 
-# %% ../nbs/09_optimizer.ipynb #2c24db81
+# %% ../nbs/09_optimizer.ipynb #22282609
 NON_HYPERS = ('params', 'param_names')  # keys of a torch param group that are not hyper-parameters
 
 def get_defaults(stepper) -> dict:
@@ -49,7 +49,7 @@ def stepper_name(stepper) -> str:
     if isinstance(stepper, functools.partial): return f'partial({stepper_name(stepper.func)})'
     return getattr(stepper, '__name__', type(stepper).__name__)
 
-# %% ../nbs/09_optimizer.ipynb #dd6ee8de
+# %% ../nbs/09_optimizer.ipynb #47a3447e
 def _required_names(stepper):
     "Names `stepper` must be given (no default), after the parameter itself"
     try: sig = inspect.signature(stepper)
@@ -74,7 +74,7 @@ def check_steppers(steppers, hypers):
         if missing: raise ValueError(f"stepper {stepper_name(s)} needs hyper-parameter(s) {missing}, "
                                      f"which no default or keyword argument sets (have: {sorted(hypers)})")
 
-# %% ../nbs/09_optimizer.ipynb #6f981b88
+# %% ../nbs/09_optimizer.ipynb #be175a85
 NON_NEGATIVE = ('lr', 'eps', 'wd')              # hyper-parameters that must be >= 0
 UNIT_INTERVAL = ('mom', 'sqr_mom', 'beta1', 'beta2')  # hyper-parameters that must lie in [0, 1)
 
@@ -86,7 +86,7 @@ def check_hyper(name, value):
     if name in NON_NEGATIVE and value < 0: raise ValueError(f"invalid {name}: {value} (must be >= 0)")
     if name in UNIT_INTERVAL and not 0 <= value < 1: raise ValueError(f"invalid {name}: {value} (must lie in [0, 1))")
 
-# %% ../nbs/09_optimizer.ipynb #2eb9fb14
+# %% ../nbs/09_optimizer.ipynb #96e0829f
 def _as_param_groups(params):
     "Normalise `params` to what `torch.optim.Optimizer` takes, adding one-group-per-iterable"
     if isinstance(params, Tensor): raise TypeError("params must be an iterable of tensors, not a Tensor")
@@ -101,7 +101,7 @@ def even_mults(start, stop, n):
     if n == 1: return [stop]
     return [start * (stop/start) ** (i/(n-1)) for i in range(n)]
 
-# %% ../nbs/09_optimizer.ipynb #50519fbb
+# %% ../nbs/09_optimizer.ipynb #f25129e3
 class HyperView(MutableMapping):
     "A live view of one parameter group's hyper-parameters: every key but the parameters themselves"
     def __init__(self, group): self.group = group
@@ -114,7 +114,7 @@ class HyperView(MutableMapping):
     def __len__(self): return sum(1 for _ in self)
     def __repr__(self): return repr(dict(self))
 
-# %% ../nbs/09_optimizer.ipynb #15dc9ef2
+# %% ../nbs/09_optimizer.ipynb #11ae9a64
 class Optimizer(torch.optim.Optimizer):
     "One optimizer for every method: parameter groups with hyper-parameters, updated by composable `steppers`"
     cpu_chunk = 2**20   # on CPU, buckets are cut into chunks of at most this many values (see `step`); None: no cut
@@ -140,8 +140,13 @@ class Optimizer(torch.optim.Optimizer):
         for p in param_group['params']:
             t = p[1] if isinstance(p, tuple) else p
             if isinstance(t, Tensor) and t.is_complex(): raise TypeError("complex parameters are not supported: optimise torch.view_as_real(p) instead")
-        ts = [p[1] if isinstance(p, tuple) else p for p in param_group['params']]
-        if len({id(t) for t in ts}) != len(ts): raise ValueError("a parameter is listed twice in one parameter group")
+        seen = {}
+        for i, p in enumerate(param_group['params']):   # torch only warns about this; it would update the tensor twice
+            name, t = p if isinstance(p, tuple) else (None, p)
+            if id(t) in seen:
+                what = repr(name) if name is not None else f"at positions {seen[id(t)]} and {i}"
+                raise ValueError(f"parameter {what} is listed twice in one parameter group: each tensor must appear once")
+            seen[id(t)] = i
         check_steppers(self.steppers, {**self.defaults, **hypers})
         super().add_param_group(param_group)
 
@@ -165,7 +170,7 @@ class Optimizer(torch.optim.Optimizer):
         groups = '\n'.join(f'  group {i}: {len(g["params"])} tensors, {dict(HyperView(g))}' for i, g in enumerate(self.param_groups))
         return f'{type(self).__name__}(steppers=[{steps}])\n{groups}'
 
-# %% ../nbs/09_optimizer.ipynb #d342954d
+# %% ../nbs/09_optimizer.ipynb #b9e419b4
 _is_sparse = operator.attrgetter('is_sparse')
 
 @patch
@@ -188,7 +193,7 @@ def step(self:Optimizer, closure=None):
     for i, g, ps, gs in work: self._step_group(i, g, ps, gs)
     return loss
 
-# %% ../nbs/09_optimizer.ipynb #b3527bf3
+# %% ../nbs/09_optimizer.ipynb #422c5d0e
 @patch
 def _init_state(self:Optimizer, p):
     "The starting state of `p`: what the `init_state` of each stepper gives"
@@ -218,7 +223,7 @@ def _step_tensor(self:Optimizer, p, hypers):
         r = f(p, **{**hypers, **st})
         if r: st.update(r)
 
-# %% ../nbs/09_optimizer.ipynb #aca295d4
+# %% ../nbs/09_optimizer.ipynb #e42e71ed
 class _Bucket:
     "Tensors of one group that share multi-tensor calls: same device and dtypes, same state keys and scalar state"
     __slots__ = ('ps', 'states', 'tkeys', 'scalars', 'nkeys')
@@ -261,7 +266,7 @@ def _hashable(v):
     try: hash(v); return v
     except TypeError: return ('unhashable', id(v))
 
-# %% ../nbs/09_optimizer.ipynb #876594fa
+# %% ../nbs/09_optimizer.ipynb #e4affb62
 @patch
 def _buckets(self:Optimizer, i, group, ps):
     "The buckets of `ps` (group `i`): tensors sharing device, dtypes, state keys and scalar state, one foreach call each"
@@ -336,7 +341,7 @@ def _bucket_value(vs):
     except Exception: pass
     return _PerTensor(vs)
 
-# %% ../nbs/09_optimizer.ipynb #4116a8e0
+# %% ../nbs/09_optimizer.ipynb #2ec6253d
 @patch
 def set_hyper(self:Optimizer, k, v):
     "Set hyper-parameter `k` in every group: one value, a list (one per group) or a `slice` spread over the groups"
@@ -358,7 +363,7 @@ def clear_state(self:Optimizer):
     "Forget every parameter's state (moving averages, step counts)"
     self.state.clear(); self._plans = {}
 
-# %% ../nbs/09_optimizer.ipynb #cab7ef8f
+# %% ../nbs/09_optimizer.ipynb #7880298b
 @patch
 def _expected_state_keys(self:Optimizer):
     "State names the steppers may keep: `init_state` keys and defaulted keyword arguments that are not hypers"
