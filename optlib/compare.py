@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['SUGGESTERS', 'OPT_FUNCS', 'DEFAULT_OPTS', 'get_data', 'ConvNet1d', 'make_model', 'train_one', 'compare',
-           'results_table', 'plot_results', 'save_results', 'main']
+           'results_table', 'plot_results', 'save_results', 'run', 'main']
 
-# %% ../nbs/15_compare.ipynb #9bee33be
+# %% ../nbs/15_compare.ipynb #20d0d11b
 import argparse, csv, json, time, sys
 from functools import partial
 from pathlib import Path
@@ -18,7 +18,7 @@ from .stateful import SGD, RMSProp, Adam, RAdam, QHAdam, Lamb, Lion, Adagrad, ra
 from .schedulers import valley, slide, steep, minimum  # and Learner.fit_one_cycle, Learner.lr_find
 SUGGESTERS = {f.__name__: f for f in (valley, slide, steep, minimum)}
 
-# %% ../nbs/15_compare.ipynb #60d865d9
+# %% ../nbs/15_compare.ipynb #af196685
 OPT_FUNCS = {
     'sgd':      partial(SGD),
     'momentum': partial(SGD, mom=0.9),
@@ -35,7 +35,7 @@ OPT_FUNCS = {
 }
 DEFAULT_OPTS = 'sgd,momentum,rmsprop,adam,adamw,lamb,lion'
 
-# %% ../nbs/15_compare.ipynb #420f0a28
+# %% ../nbs/15_compare.ipynb #bc04abb4
 def get_data(dataset='mnist1d', bs=128, seed=0):
     "`DataLoaders` for `dataset` ('mnist1d' or 'digits'), and the input size"
     if dataset == 'mnist1d': x, y, xv, yv = mnist1d()
@@ -61,7 +61,7 @@ def make_model(name='mlp', n_in=40, n_out=10, seed=0):
     if name == 'cnn': return ConvNet1d(n_in, n_out=n_out)
     raise ValueError(f"unknown model {name!r}: use 'mlp' or 'cnn'")
 
-# %% ../nbs/15_compare.ipynb #b2e9eec7
+# %% ../nbs/15_compare.ipynb #bdc9310d
 def train_one(name, opt_func, dls, model='mlp', n_in=40, epochs=10, lr=None, seed=0, suggest='minimum'):
     "Train a fresh `model` with `opt_func` (lr from the LR finder's `suggest` when `lr` is None); return its results"
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def compare(opt_names=DEFAULT_OPTS, dataset='mnist1d', model='mlp', epochs=10, l
     dls, n_in = get_data(dataset, bs=bs, seed=seed)
     return [train_one(n, opt_funcs[n], dls, model, n_in, epochs, lr, seed, suggest) for n in names]
 
-# %% ../nbs/15_compare.ipynb #57f3a28a
+# %% ../nbs/15_compare.ipynb #67741b25
 def results_table(results):
     "The results as a plain-text table, best validation accuracy first"
     rows = sorted(results, key=lambda r: -r['valid_acc'])
@@ -117,9 +117,9 @@ def save_results(results, out):
     ax = plot_results(results); ax.figure.savefig(out/'losses.png', dpi=100, bbox_inches='tight'); plt.close(ax.figure)
     return out
 
-# %% ../nbs/15_compare.ipynb #ea076599
-def main(argv=None):
-    "Command line: compare optimizers on MNIST-1D or MNIST digits, print a table, save results"
+# %% ../nbs/15_compare.ipynb #f857a294
+def run(argv=None):
+    "The command line's work: parse `argv`, compare the optimizers, print the table, save and return the results"
     ap = argparse.ArgumentParser(prog='optlib-compare', description='Train one model with several optlib optimizers and compare them.')
     ap.add_argument('--optimizers', default=DEFAULT_OPTS, help=f'comma separated, from: {",".join(OPT_FUNCS)} (default: %(default)s)')
     ap.add_argument('--dataset', default='mnist1d', choices=['mnist1d', 'digits'])
@@ -142,3 +142,7 @@ def main(argv=None):
     out = save_results(results, a.out)
     print(f'total {time.perf_counter()-t0:.0f} s; wrote {out}/results.csv, results.json, losses.png')
     return results
+
+def main(argv=None):
+    "Entry point of `optlib-compare` (exit status 0; the results are in the files it writes)"
+    run(argv)
