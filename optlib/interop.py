@@ -8,7 +8,7 @@ __all__ = ['NORM_LAYERS', 'SCHEDULER_KEYS', 'CHECKPOINT_FORMAT', 'SAM', 'no_deca
            'ClosureCB', 'check_state_dict', 'load_optimizer_state', 'atomic_save', 'optimizer_name',
            'check_model_state', 'read_checkpoint', 'CheckpointCB', 'free_port', 'run_distributed']
 
-# %% ../nbs/11_interop.ipynb #c4eb42cc
+# %% ../nbs/11_interop.ipynb #50746770
 import contextlib, fnmatch, inspect, io, os, queue, re, socket, sys, tempfile, time, traceback, types
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from .optimizer import Optimizer
 from .multitensor import multi_tensor
 from .learner import Learner, Callback, CancelBatchException
 
-# %% ../nbs/11_interop.ipynb #5dcb431e
+# %% ../nbs/11_interop.ipynb #1620a5b6
 class SAM(Optimizer):
     "Sharpness-aware minimisation: the `steppers` update `w` with the gradient taken at `w + rho*g/|g|`; `step` needs a closure"
     def __init__(self, params, steppers, rho=0.05, foreach=None, **defaults):
@@ -53,7 +53,7 @@ class SAM(Optimizer):
     def __getstate__(self):   # torch's keeps only defaults, state and param_groups: keep the steppers too (copy, pickle)
         return {**super().__getstate__(), 'steppers': self.steppers, 'foreach': self.foreach}
 
-# %% ../nbs/11_interop.ipynb #01171777
+# %% ../nbs/11_interop.ipynb #2db5d7f4
 NORM_LAYERS = tuple(c for c in (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, getattr(nn, 'RMSNorm', None)) if c is not None)
 
 def no_decay_names(model) -> list:
@@ -88,7 +88,7 @@ def param_groups(model, rules=None, wd_bn_bias=True, wd_name='wd', names=True) -
         groups.append(g)
     return groups
 
-# %% ../nbs/11_interop.ipynb #9c571fc2
+# %% ../nbs/11_interop.ipynb #698c8dac
 def grads_finite(opt) -> bool:
     "Whether every gradient of `opt`'s parameters is finite (one reduction per tensor, one synchronisation)"
     gs = [p.grad for g in opt.param_groups for p in g['params'] if p.grad is not None]
@@ -121,7 +121,7 @@ def skip_nonfinite(opt):
     opt.step = types.MethodType(step, opt)
     return opt
 
-# %% ../nbs/11_interop.ipynb #82bea6b0
+# %% ../nbs/11_interop.ipynb #34f58be8
 class GradAccumCB(Callback):
     "Add up the gradients of `n` batches, each loss divided by `n`, and step once: the step of one batch `n` times bigger"
     order = 20
@@ -155,7 +155,7 @@ def clip_grad(p, max_norm, **kwargs):
     p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp_max(1.))
 clip_grad.defaults = dict(max_norm=1.)
 
-# %% ../nbs/11_interop.ipynb #0f63b5fa
+# %% ../nbs/11_interop.ipynb #80a2b6e3
 class MixedPrecisionCB(Callback):
     "Forward and loss under `torch.autocast(dtype)`, backward and step through a `GradScaler`: an inf/NaN gradient skips the step (counted in `n_skipped`)"
     order = 30
@@ -204,7 +204,7 @@ class SkipNonFiniteCB(Callback):
         self.learn.train_iter -= 1    # not a step: the schedules wait for the optimizer
         raise CancelBatchException()
 
-# %% ../nbs/11_interop.ipynb #aec24284
+# %% ../nbs/11_interop.ipynb #d694e253
 class ClosureCB(Callback):
     "Step with a closure that re-runs the batch (predict, loss, backward), for optimizers that evaluate the loss more than once (SAM, LBFGS)"
     order = 30
@@ -219,7 +219,7 @@ class ClosureCB(Callback):
         learn.opt.step(closure)
         learn.loss, learn.preds = loss, preds
 
-# %% ../nbs/11_interop.ipynb #0b3ff113
+# %% ../nbs/11_interop.ipynb #54c0ae68
 SCHEDULER_KEYS = ('initial_lr', 'max_lr', 'min_lr', 'base_lr', 'base_momentum', 'max_momentum')   # added to groups by torch's schedulers
 _NOT_HYPER_KEYS = {'params', 'param_names', *SCHEDULER_KEYS}
 
@@ -276,19 +276,13 @@ def check_state_dict(opt, sd):
             if isinstance(v, Tensor) and v.dim() > 0 and v.shape != p.shape:
                 raise ValueError(f"state {k!r} of parameter {i} has shape {tuple(v.shape)}, the parameter {tuple(p.shape)}: saved for other parameters?")
 
-def _drop_torch_flag(opt):
-    "torch's `__setstate__` (run by `load_state_dict` and `deepcopy`) puts `differentiable=False` in `defaults`; chapter 09's check would then demand it in every state dict"
-    for o in (opt, getattr(opt, 'opt', None)):
-        if isinstance(o, Optimizer) and o.defaults.get('differentiable', None) is False: del o.defaults['differentiable']
-
 def load_optimizer_state(opt, sd):
     "`opt.load_state_dict(sd)` after `check_state_dict`: a state dict from another optimizer or for other parameters raises and changes nothing"
     check_state_dict(opt, sd)
-    _drop_torch_flag(opt)
     opt.load_state_dict(sd)
     return opt
 
-# %% ../nbs/11_interop.ipynb #6f28588a
+# %% ../nbs/11_interop.ipynb #4c46df84
 def atomic_save(obj, path):
     "`torch.save(obj, path)` through a temporary file in the same directory, renamed to `path` once complete: never a truncated file"
     path = Path(path)
@@ -304,7 +298,7 @@ def atomic_save(obj, path):
         raise
     return path
 
-# %% ../nbs/11_interop.ipynb #27c21e27
+# %% ../nbs/11_interop.ipynb #600bfdce
 CHECKPOINT_FORMAT = 'optlib-checkpoint/1'
 
 def optimizer_name(opt) -> str:
@@ -382,7 +376,7 @@ class CheckpointCB(Callback):
         done = self.epoch + 1
         if done % self.every == 0 or done == self.n_epoch: self.learn.save_checkpoint(self.path, epoch=done)
 
-# %% ../nbs/11_interop.ipynb #22609382
+# %% ../nbs/11_interop.ipynb #8f76cd96
 def free_port() -> int:
     "A TCP port on 127.0.0.1 that nothing listens on now"
     with socket.socket() as s:
