@@ -1,1 +1,3 @@
 __version__ = "0.1.0"
+
+from . import multitensor as _engine  # chapter 10: the multi-tensor engine is part of every Optimizer, whatever module is imported
