@@ -6,10 +6,10 @@
 __all__ = ['SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'Schedule', 'annealer', 'sched_lin', 'sched_cos',
            'sched_no', 'sched_exp', 'sched_poly', 'sched_for_steps', 'CombinedSchedule', 'combine_scheds',
            'combined_cos', 'MultiStepSchedule', 'sched_multistep', 'WarmUp', 'CyclicSchedule', 'sched_cyclic',
-           'sched_one_cycle', 'sgdr_lengths', 'sched_sgdr', 'ParamScheduler', 'ResumeFrom', 'TrackerCallback',
-           'ReduceLROnPlateau', 'EarlyStopping', 'LRFinder', 'valley', 'slide', 'steep', 'minimum']
+           'sched_one_cycle', 'sgdr_lengths', 'sched_sgdr', 'ParamScheduler', 'LRFinder', 'valley', 'slide', 'steep',
+           'minimum']
 
-# %% ../nbs/09c_schedulers.ipynb #ee420cfd
+# %% ../nbs/09c_schedulers.ipynb #27000500
 import bisect, copy, inspect, math
 from collections import namedtuple
 from functools import wraps
@@ -17,8 +17,11 @@ from numbers import Number
 import torch
 from torch import Tensor
 from fastcore.basics import store_attr, patch, listify
+from .optimizer import check_hyper, even_mults
+from .learner import (Learner, Callback, Recorder, MetricsCB, ProgressCB, CancelFitException,
+    CancelValidException, CancelBatchException, get_hyper, set_hyper_value, hyper_names, smooth_ema)
 
-# %% ../nbs/09c_schedulers.ipynb #c8e2b125
+# %% ../nbs/09c_schedulers.ipynb #9f869af2
 class Schedule:
     "A schedule made by an `annealer`: a picklable function of training progress `pos` in [0, 1]"
     def __init__(self, maker, args): self.maker, self.args = maker, tuple(args)
@@ -41,7 +44,7 @@ def annealer(f=None, check=None):
     maker.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != 'pos'])
     return maker
 
-# %% ../nbs/09c_schedulers.ipynb #62f073f5
+# %% ../nbs/09c_schedulers.ipynb #481735a3
 def _check_exp(start, end):
     "`sched_exp` needs two non-zero ends of the same sign"
     if start == 0 or end == 0: raise ValueError(f"sched_exp({start}, {end}): an exponential schedule cannot start or end at 0; use sched_cos or sched_lin, or a small positive value")
@@ -82,7 +85,7 @@ SchedNo = sched_no
 SchedExp = sched_exp
 SchedPoly = sched_poly
 
-# %% ../nbs/09c_schedulers.ipynb #5b0b8fa6
+# %% ../nbs/09c_schedulers.ipynb #9a3b3275
 def _as_floats(xs, what):
     "A list of floats from a list, tuple or 1-d tensor"
     if isinstance(xs, Tensor): xs = xs.flatten().tolist()
@@ -133,7 +136,7 @@ def combined_cos(pct, start, middle, end):
     if pct == 1: return sched_cos(start, middle)
     return combine_scheds([pct, 1-pct], [sched_cos(start, middle), sched_cos(middle, end)])
 
-# %% ../nbs/09c_schedulers.ipynb #80cb986a
+# %% ../nbs/09c_schedulers.ipynb #ec6ea9aa
 class MultiStepSchedule:
     "`start`, multiplied by `gamma` at each milestone (fractions of training) passed: step decay"
     def __init__(self, start, milestones, gamma=0.1):
@@ -148,7 +151,7 @@ def sched_multistep(start, milestones, gamma=0.1):
     "Step decay: `start`, multiplied by `gamma` at each of the `milestones` (increasing fractions of training), like torch's `MultiStepLR`"
     return MultiStepSchedule(start, milestones, gamma)
 
-# %% ../nbs/09c_schedulers.ipynb #7b01da61
+# %% ../nbs/09c_schedulers.ipynb #64b6f821
 class WarmUp:
     "Linear warm-up from `start` to `sched(0)` over `warm` (a fraction of training, or an int number of batches), then `sched` over the rest"
     def __init__(self, sched, warm=0.1, start=0., n_steps=None):
@@ -179,7 +182,7 @@ class WarmUp:
         return self.sched((pos - pct) / (1 - pct))
     def __repr__(self): return f"WarmUp({self.sched}, warm={self.warm}, start={self.start}" + (f", n_steps={self.n_steps})" if self.n_steps else ")")
 
-# %% ../nbs/09c_schedulers.ipynb #d41cd8c5
+# %% ../nbs/09c_schedulers.ipynb #76d7d6fb
 _CYCLIC_MODES = ('triangular', 'triangular2', 'exp_range')
 
 class CyclicSchedule:
@@ -201,7 +204,7 @@ def sched_cyclic(base, top, n_cycles=1, mode='triangular', gamma=1., pct_up=0.5)
     "`n_cycles` cycles from `base` up to `top` (over `pct_up` of each cycle) and down; `mode` 'triangular', 'triangular2' or 'exp_range' (height times `gamma` per cycle)"
     return CyclicSchedule(base, top, n_cycles, mode, gamma, pct_up)
 
-# %% ../nbs/09c_schedulers.ipynb #539884b8
+# %% ../nbs/09c_schedulers.ipynb #4a51d14c
 def _check_pct(name, pct):
     if not 0 <= pct <= 1: raise ValueError(f"{name} must lie in [0, 1], got {pct}")
 
@@ -211,7 +214,7 @@ def sched_one_cycle(lr_max, div=25., div_final=1e5, pct_start=0.25):
     if not (div > 0 and div_final > 0): raise ValueError(f"div and div_final must be positive, got {div}, {div_final}")
     return combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final)
 
-# %% ../nbs/09c_schedulers.ipynb #e393743e
+# %% ../nbs/09c_schedulers.ipynb #dcad2853
 def sgdr_lengths(n_cycles, cycle_len=1., cycle_mult=2.):
     "The lengths of `n_cycles` SGDR cycles: `cycle_len`, then each `cycle_mult` times the previous one"
     if not (isinstance(n_cycles, int) and n_cycles >= 1): raise ValueError(f"n_cycles must be a positive int, got {n_cycles!r}")
@@ -223,12 +226,7 @@ def sched_sgdr(lr_max, n_cycles, cycle_mult=2., lr_min=0.):
     "Cosine annealing from `lr_max` to `lr_min` with warm restarts: `n_cycles` cycles, each `cycle_mult` times as long as the one before"
     return CombinedSchedule(sgdr_lengths(n_cycles, 1., cycle_mult), [sched_cos(lr_max, lr_min)] * n_cycles)
 
-# %% ../nbs/09c_schedulers.ipynb #527eaf8e
-from .optimizer import check_hyper, even_mults
-from .learner import (Learner, Callback, Recorder, MetricsCB, ProgressCB, CancelFitException,
-    CancelValidException, CancelBatchException, get_hyper, set_hyper_value, hyper_names, smooth_ema)
-
-# %% ../nbs/09c_schedulers.ipynb #e7871f54
+# %% ../nbs/09c_schedulers.ipynb #84c145e9
 class ParamScheduler(Callback):
     "Before every training batch, set each hyper-parameter in `scheds` (name -> schedule, or a list of one per param group) from the position in training"
     order = 60
@@ -264,7 +262,7 @@ class ParamScheduler(Callback):
 
     def __repr__(self): return f"ParamScheduler({self.scheds})"
 
-# %% ../nbs/09c_schedulers.ipynb #22c198c5
+# %% ../nbs/09c_schedulers.ipynb #0dd06446
 def _lrs_per_group(learn, lr):
     "One learning rate per param group: from a number, a list (one per group), a `slice` (spread on a log scale) or None (`learn.lr`)"
     if learn.opt is None: learn.create_opt()
@@ -318,102 +316,7 @@ def fit_warmup_cos(self:Learner, n_epoch, lr_max=None, warm=0.1, div_final=1e5, 
     scheds = {'lr': [WarmUp(sched_cos(l, l/div_final), warm) for l in _lrs_per_group(self, lr_max)]}
     _fit_with(self, n_epoch, scheds, wd, cbs=cbs)
 
-# %% ../nbs/09c_schedulers.ipynb #536db5a5
-class ResumeFrom(Callback):
-    "Resume a `fit` at training batch `train_iter` (from a checkpoint): earlier batches are skipped, and the validation of the epochs they fill"
-    order = -100
-    def __init__(self, train_iter):
-        if not (isinstance(train_iter, int) and train_iter >= 0): raise ValueError(f"ResumeFrom: train_iter must be an int >= 0, got {train_iter!r}")
-        self.start = train_iter
-    def before_batch(self):
-        if self.training and self.train_iter < self.start: raise CancelBatchException()
-    def before_validate(self):
-        if self.train_iter <= self.start: raise CancelValidException()
-
-# %% ../nbs/09c_schedulers.ipynb #1c45ddcc
-class TrackerCallback(Callback):
-    "Base class: watch `monitor` ('valid_loss' or a column of `MetricsCB`'s log) at the end of each epoch, and call `on_improve`/`on_plateau`"
-    order = 70
-    def __init__(self, monitor='valid_loss', comp=None, min_delta=0., patience=1, reset_on_fit=True):
-        if comp not in (None, 'min', 'max'): raise ValueError(f"comp must be None, 'min' or 'max', got {comp!r}")
-        if not (isinstance(patience, int) and patience >= 1): raise ValueError(f"patience must be an int >= 1, got {patience!r}")
-        if min_delta < 0: raise ValueError(f"min_delta must be >= 0, got {min_delta}")
-        self.lower = comp == 'min' if comp else ('loss' in monitor or 'error' in monitor)
-        store_attr('monitor,min_delta,patience,reset_on_fit')
-        self.best, self.wait = None, 0
-
-    def before_fit(self):
-        if self.reset_on_fit or self.best is None: self.best, self.wait = None, 0
-        if self.monitor != 'valid_loss':
-            m = getattr(self.learn, 'metrics', None)
-            names = ['valid_loss'] + ([f'{ph}_{k}' for ph in ('train', 'valid') for k in ['loss', *m.metrics]] if isinstance(m, MetricsCB) else [])
-            if self.monitor not in names:
-                raise ValueError(f"{type(self).__name__}: nothing computes {self.monitor!r}; can monitor {sorted(set(names))} (add a MetricsCB for metrics)")
-
-    def before_validate(self): self._sum, self._n = 0., 0
-    def after_batch(self):
-        if not self.training and self.learn.loss is not None: self._sum, self._n = self._sum + self.loss.item()*len(self.yb), self._n + len(self.yb)
-
-    def value(self):
-        "This epoch's value of `monitor`, or None if there was no validation"
-        if self.monitor == 'valid_loss': return self._sum/self._n if getattr(self, '_n', 0) else None
-        row = self.learn.metrics.log[-1] if self.learn.metrics.log else {}
-        return row.get(self.monitor)
-
-    def after_epoch(self):
-        v = self.value()
-        self._n = 0
-        if v is None: return
-        if self.best is None or (v < self.best - self.min_delta if self.lower else v > self.best + self.min_delta):
-            self.best, self.wait = v, 0
-            self.on_improve(v)
-        else:
-            self.wait += 1
-            if self.wait >= self.patience: self.on_plateau(v)
-
-    def on_improve(self, value): "Called when `monitor` improves"
-    def on_plateau(self, value): "Called after `patience` epochs without improvement"
-
-class ReduceLROnPlateau(TrackerCallback):
-    "Multiply every group's lr by `factor` (never below `min_lr`) when `monitor` has not improved for `patience` epochs"
-    def __init__(self, monitor='valid_loss', comp=None, min_delta=0., patience=1, factor=0.1, min_lr=0., reset_on_fit=True, verbose=True):
-        if not 0 < factor < 1: raise ValueError(f"factor multiplies the lr and must lie in (0, 1), got {factor} (fastai's factor=10 is factor=0.1 here)")
-        if min_lr < 0: raise ValueError(f"min_lr must be >= 0, got {min_lr}")
-        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
-        self.factor, self.min_lr, self.verbose, self.reductions = factor, min_lr, verbose, []
-
-    def on_plateau(self, value):
-        old = [get_hyper(g, 'lr') for g in self.opt.param_groups]
-        new = [max(l*self.factor, self.min_lr) for l in old]
-        if new == old: return
-        for g, l in zip(self.opt.param_groups, new): set_hyper_value(g, 'lr', l)
-        self.wait = 0
-        self.reductions.append((self.epoch, new))
-        if self.verbose: print(f"epoch {self.epoch}: no improvement in {self.monitor} for {self.patience} epoch(s), lr -> {new[-1]:.3g}")
-
-class EarlyStopping(TrackerCallback):
-    "Stop training when `monitor` has not improved for `patience` epochs; with `restore_best`, end with the best epoch's weights"
-    def __init__(self, monitor='valid_loss', comp=None, min_delta=0., patience=1, restore_best=False, reset_on_fit=True, verbose=True):
-        super().__init__(monitor, comp, min_delta, patience, reset_on_fit)
-        self.restore_best, self.verbose, self.stopped_epoch, self.best_epoch, self._best_state = restore_best, verbose, None, None, None
-
-    def before_fit(self):
-        super().before_fit()
-        self.stopped_epoch = None
-
-    def on_improve(self, value):
-        self.best_epoch = self.epoch
-        if self.restore_best: self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-
-    def on_plateau(self, value):
-        self.stopped_epoch = self.epoch
-        if self.verbose: print(f"epoch {self.epoch}: no improvement in {self.monitor} for {self.patience} epoch(s): stopping (best {self.best:.4g}, epoch {self.best_epoch})")
-        raise CancelFitException()
-
-    def after_fit(self):
-        if self.restore_best and self._best_state is not None: self.model.load_state_dict(self._best_state)
-
-# %% ../nbs/09c_schedulers.ipynb #43d70a27
+# %% ../nbs/09c_schedulers.ipynb #048d8b48
 class LRFinder(Callback):
     "Grow the lr exponentially from `start_lr` to `end_lr` over `num_it` training batches; stop when the smoothed loss exceeds 4x its best"
     order = 80
@@ -441,7 +344,7 @@ class LRFinder(Callback):
 
     def before_validate(self): raise CancelValidException()
 
-# %% ../nbs/09c_schedulers.ipynb #778b12a5
+# %% ../nbs/09c_schedulers.ipynb #2d568093
 def _interp_loss(lr, lrs, losses):
     "The loss at `lr`, interpolated on a log scale"
     import numpy as np
@@ -479,7 +382,7 @@ def minimum(lrs, losses):
     lr = float(lrs[i]) / 10
     return lr, _interp_loss(lr, lrs, losses)
 
-# %% ../nbs/09c_schedulers.ipynb #7f83dcb6
+# %% ../nbs/09c_schedulers.ipynb #9e1c43f1
 @patch
 def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None):
     "Plot the loss of an `lr_find` run against the lr (log scale), smoothed with `beta`, marking `suggestions` (name -> (lr, loss))"
@@ -494,7 +397,7 @@ def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None
     ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/09c_schedulers.ipynb #21b2aec5
+# %% ../nbs/09c_schedulers.ipynb #12899245
 _LEARNER_STATE = ('epoch', 'n_epoch', 'epochs', 'iter', 'n_iter', 'train_iter', 'pct_train', 'training', 'do_train', 'do_valid', 'dl', 'batch', 'preds', 'loss', 'lr')
 
 def _generators(learn):
@@ -526,7 +429,7 @@ def _restore(learn, snap):
 
 def _quiet(cb):
     "Callbacks that sit out an `lr_find`: logging, scheduling and tracking ones"
-    return isinstance(cb, (MetricsCB, ProgressCB, ParamScheduler, TrackerCallback, LRFinder))
+    return getattr(cb, 'sits_out_lr_find', False) or isinstance(cb, (MetricsCB, ProgressCB, ParamScheduler, LRFinder))
 
 @patch
 def lr_find(self:Learner, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True, suggest_funcs=(valley,)):
