@@ -18,13 +18,14 @@ steps from the same start, with a parameter that has no gradient on one step, an
     python bench/bench_step.py --quick    # small sets, 2 rounds, 1 thread: a smoke test of a few seconds
     python bench/bench_step.py --json bench/results.json   # also save the numbers (the chapter plots them)
 """
-import argparse, gc, json, platform, statistics, sys, time
+import argparse, gc, inspect, json, platform, statistics, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
-from optlib.stateful import SGD, Adam, Lamb, Lion
+import optlib.all   # every chapter's optimizers, registered
+from optlib.registry import OPTIMIZERS, registered, get_spec, values
 
 DEFAULT_THREADS = torch.get_num_threads()
 
@@ -45,36 +46,32 @@ def param_sets(quick=False):
                       '40 tensors of 64': [(64,)] * 40}
     return {'ResNet-18 shapes (62 tensors, 11.7M params)': resnet18_shapes(), '400 tensors of 64': [(64,)] * 400}
 
-# method -> {path: factory(params) -> optimizer}; the hyper-parameters of the two libraries are the same method
-def methods(only=None):
-    T = torch.optim
-    ms = {
-        'sgd': {'torch loop': lambda ps: T.SGD(ps, lr=1e-2, foreach=False),
-                'torch foreach': lambda ps: T.SGD(ps, lr=1e-2, foreach=True),
-                'torch fused': lambda ps: T.SGD(ps, lr=1e-2, fused=True),
-                'optlib per-tensor': lambda ps: SGD(ps, lr=1e-2, foreach=False),
-                'optlib default': lambda ps: SGD(ps, lr=1e-2),
-                'optlib fused': lambda ps: SGD(ps, lr=1e-2, fused=True)},
-        'momentum': {'torch loop': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, foreach=False),
-                     'torch foreach': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, foreach=True),
-                     'torch fused': lambda ps: T.SGD(ps, lr=1e-2, momentum=0.9, fused=True),
-                     'optlib per-tensor': lambda ps: SGD(ps, lr=1e-2, mom=0.9, foreach=False),
-                     'optlib default': lambda ps: SGD(ps, lr=1e-2, mom=0.9),
-                     'optlib fused': lambda ps: SGD(ps, lr=1e-2, mom=0.9, fused=True)},
-        'adam': {'torch loop': lambda ps: T.Adam(ps, lr=1e-3, foreach=False),
-                 'torch foreach': lambda ps: T.Adam(ps, lr=1e-3, foreach=True),
-                 'torch fused': lambda ps: T.Adam(ps, lr=1e-3, fused=True),
-                 'optlib per-tensor': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0., foreach=False),
-                 'optlib default': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0.),
-                 'optlib fused': lambda ps: Adam(ps, lr=1e-3, sqr_mom=0.999, eps=1e-8, wd=0., fused=True)},
-        'lamb': {'optlib per-tensor': lambda ps: Lamb(ps, lr=1e-3, foreach=False),
-                 'optlib default': lambda ps: Lamb(ps, lr=1e-3)},
-        'lion': {'optlib per-tensor': lambda ps: Lion(ps, lr=1e-4, foreach=False),
-                 'optlib default': lambda ps: Lion(ps, lr=1e-4)},
-    }
-    return {k: v for k, v in ms.items() if only is None or k in only}
+def paths_of(spec):
+    """The paths of one registered optimizer: optlib's per-tensor, default and (where its entry lists them) fused paths,
+    and its reference: torch's loop, foreach and fused implementations for a torch.optim reference, the package's for another"""
+    def optlib(**kw): return lambda ps: spec.build(ps, **kw)
+    paths = {'optlib per-tensor': optlib(foreach=False), 'optlib default': optlib()}
+    if 'fused' in spec.paths: paths['optlib fused'] = optlib(fused=True)
+    if spec.reference is None: return paths
+    def ref(**flags):
+        def make(ps):
+            vals = values(spec, spec.build([torch.zeros(1, requires_grad=True)]))
+            return spec.reference(ps, **vals, **({'torch_flags': flags} if flags else {}))
+        return make
+    cls = getattr(spec.reference, 'torch_class', None)
+    if cls is None: return {'reference': ref(), **paths}
+    out = {'torch loop': ref(foreach=False), 'torch foreach': ref(foreach=True)}
+    if 'fused' in inspect.signature(cls).parameters: out['torch fused'] = ref(fused=True)
+    return {**out, **paths}
 
-def reference(paths): return 'torch foreach' if 'torch foreach' in paths else 'optlib per-tensor'
+def methods(only=None):
+    "method -> {path: factory(params) -> optimizer}, for the registered optimizers with `bench=True` (or those named in `only`)"
+    names = only or [s.name for s in registered() if s.bench]
+    return {n: paths_of(get_spec(n)) for n in names}
+
+def reference(paths):
+    for r in ('torch foreach', 'reference', 'optlib per-tensor'):
+        if r in paths: return r
 
 def make_params(shapes, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -176,8 +173,8 @@ def summary(results):
     "The ratios the targets are about, one line per parameter set"
     out = []
     for set_name, sres in results['sets'].items():
-        parts = [f"{m} {sres[m]['optlib default']['ratio']:.2f}x" for m in ('sgd', 'momentum', 'adam') if m in sres]
-        fused = [f"{m} {sres[m]['optlib fused']['ratio_fused']:.2f}x" for m in ('sgd', 'momentum', 'adam') if m in sres]
+        parts = [f"{m} {sres[m]['optlib default']['ratio']:.2f}x" for m in ('sgd', 'momentum', 'adamw') if m in sres]
+        fused = [f"{m} {sres[m]['optlib fused']['ratio_fused']:.2f}x" for m in ('sgd', 'momentum', 'adamw') if m in sres]
         own = [f"{m} {1/sres[m]['optlib default']['ratio']:.1f}x" for m in ('lamb', 'lion') if m in sres]
         out.append(f"{set_name}: optlib default / torch foreach: {', '.join(parts)}; optlib fused / torch fused: "
                    f"{', '.join(fused)}; default speed-up over optlib per-tensor: {', '.join(own)}")
@@ -187,7 +184,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true', help='small parameter sets and 2 rounds: a smoke test of a few seconds')
     ap.add_argument('--rounds', type=int, help='timing rounds (default 15, quick 2)')
-    ap.add_argument('--methods', nargs='*', help='only these of: sgd momentum adam lamb lion')
+    ap.add_argument('--methods', nargs='*', help='registered optimizer names (default: those registered with bench=True)')
     ap.add_argument('--json', help='also write the results to this file')
     ap.add_argument('--threads', type=int, help="torch.set_num_threads (default: torch's own; --quick: 1, as a smoke test "
                     "should not wait on a busy machine's OpenMP barriers)")

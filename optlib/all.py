@@ -1,6 +1,9 @@
-"""Everything public in optlib, for `from optlib.all import *`"""
+"""Everything public in optlib, for `from optlib.all import *`: the union of every module's `__all__`"""
+from .optimizer import *
+from .registry import *
+from .stateful import *
+from .multitensor import *
+from .schedulers import *
 from .data import *
 from .learner import *
-from .stateful import *
-from .schedulers import *
-from .interop import *
+from .compare import *
