@@ -7,7 +7,7 @@ __all__ = ['OPTIMIZERS', 'SHAPES', 'OptimizerSpec', 'register', 'registered', 'g
            'groups_of', 'train_steps', 'values', 'run_spec', 'run_reference', 'max_diff', 'compare', 'check_resume',
            'optimizer_table']
 
-# %% ../nbs/09a_registry.ipynb #2f01e73c
+# %% ../nbs/09a_registry.ipynb #db503da6
 import inspect, io
 from dataclasses import dataclass, field
 from typing import Callable
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from .optimizer import hyper_items, state_names
 
-# %% ../nbs/09a_registry.ipynb #3eabf66f
+# %% ../nbs/09a_registry.ipynb #5f731481
 @dataclass
 class OptimizerSpec:
     "One registered optimizer: how to build it, what it equals, and how to test it"
@@ -33,6 +33,8 @@ class OptimizerSpec:
     tol32: float = 1e-5              # the same in float32
     listed: bool = True              # shown in the docs' table (False: a variant kept for the tests)
     shapes: list = None              # the test tensors' shapes, if not `SHAPES` (Muon: matrices only)
+    bench: bool = False              # timed by bench/bench_step.py by default
+    race: bool = False               # raced by the main job (`optlib-compare`) by default
     def build(self, params, **kw): return self.factory(params, **{**self.hypers, **kw})
 
 OPTIMIZERS = {}
@@ -55,7 +57,7 @@ def get_spec(name) -> OptimizerSpec:
     if name not in OPTIMIZERS: raise KeyError(f"no optimizer {name!r} is registered; registered: {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[name]
 
-# %% ../nbs/09a_registry.ipynb #eb1fe32f
+# %% ../nbs/09a_registry.ipynb #c48583fb
 SHAPES = [(5, 3), (4,), (2, 3, 2), (6,)]
 
 def make_params(dtype=torch.float64, shapes=SHAPES, seed=0):
@@ -80,7 +82,7 @@ def train_steps(opt, ps, grads, step=None):
         for p, g in zip(ps, gs): p.grad = None if g is None else g.clone()
         (step or opt.step)()
 
-# %% ../nbs/09a_registry.ipynb #58bf07b5
+# %% ../nbs/09a_registry.ipynb #2d9199f3
 def values(spec, opt) -> dict:
     "Every hyper-parameter of `opt` (its defaults), and the options of `spec` that are not hyper-parameters"
     hs = {k: v for k, v in hyper_items(opt.defaults).items()}
@@ -115,7 +117,7 @@ def compare(spec, steps=100, dtype=torch.float64, **kw) -> float:
     ps, opt = run_spec(spec, steps, dtype, shapes, **kw)
     return max_diff(ps, run_reference(spec, opt, steps, dtype, shapes))
 
-# %% ../nbs/09a_registry.ipynb #3758b2e0
+# %% ../nbs/09a_registry.ipynb #c143e040
 def check_resume(spec, steps=100, **kw) -> bool:
     "Whether stopping `spec`'s optimizer halfway, saving and loading its state dict into a new one resumes bit for bit"
     shapes = spec.shapes or SHAPES
@@ -129,7 +131,7 @@ def check_resume(spec, steps=100, **kw) -> bool:
     train_steps(opt2, ps2, grads[half:])
     return all(torch.equal(p, q) for p, q in zip(full, ps2))
 
-# %% ../nbs/09a_registry.ipynb #95dbd198
+# %% ../nbs/09a_registry.ipynb #908d2085
 def _state_per_param(spec):
     p = torch.zeros(3, 3, requires_grad=True)
     opt = spec.build([p])
