@@ -14,7 +14,7 @@ import math, functools
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .optimizer import Optimizer, stepper, check_group, number, sgd_step, weight_decay, l2_reg, stepper_name
+from .optimizer import Optimizer, stepper, check_group, check_hyper, number, sgd_step, weight_decay, l2_reg, stepper_name
 from .registry import OptimizerSpec, register
 
 # %% ../nbs/09b_stateful.ipynb #8bd50bf6
@@ -90,6 +90,7 @@ def nesterov_step(p, lr, mom, grad_avg, **kwargs):
 
 def SGD(params, lr, mom=0., wd=0., decouple_wd=True, nesterov=False, foreach=None, fused=False):
     "SGD with optional momentum `mom` (undampened), Nesterov momentum, and weight decay or L2 regularisation `wd`"
+    check_hyper('mom', mom)   # checked first: it chooses the chain
     if nesterov and mom == 0: raise ValueError("nesterov=True needs momentum: mom > 0")
     hypers = dict(lr=lr, wd=wd, **({'mom': mom} if mom != 0 else {}))
     if fused:   # chapter 10: momentum and step in one torch kernel
@@ -117,6 +118,7 @@ register(OptimizerSpec('momentum_l2', SGD, dict(lr=0.05, mom=0.9, wd=1e-2, decou
 # %% ../nbs/09b_stateful.ipynb #248dfa58
 def RMSProp(params, lr, mom=0., sqr_mom=0.99, eps=1e-8, wd=0., decouple_wd=True, foreach=None):
     "RMSProp: divide the gradient (or its average, with `mom`) by the root of the squared gradients' average"
+    check_hyper('mom', mom)
     stats = ([average_grad] if mom != 0 else []) + [average_sqr_grad]
     return _make('RMSProp', params, _chain(decouple_wd, stats, [rms_prop_step]), foreach,
                  lr=lr, sqr_mom=sqr_mom, eps=eps, wd=wd, **({'mom': mom} if mom != 0 else {}))
@@ -256,6 +258,7 @@ def larc_step(p, lr, trust_coeff, wd, eps, clip=True, grad_avg=None, **kwargs):
 
 def Larc(params, lr, mom=0.9, clip=True, trust_coeff=0.02, eps=1e-8, wd=0., decouple_wd=True, foreach=None):
     "LARC: SGD (with momentum) with a layer-wise learning rate from the ratio of the weights' and gradients' norms"
+    check_hyper('mom', mom)
     return _make('Larc', params, _chain(decouple_wd, [average_grad] if mom != 0 else [], [functools.partial(larc_step, clip=clip)]), foreach,
                  lr=lr, trust_coeff=trust_coeff, eps=eps, wd=wd, **({'mom': mom} if mom != 0 else {}))
 
