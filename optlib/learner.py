@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFitException', 'CancelEpochException',
            'CancelTrainException', 'CancelValidException', 'CancelBatchException', 'Learner', 'default_device',
-           'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'smooth_ema', 'Recorder', 'ProgressCB']
+           'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB']
 
 # %% ../nbs/08_learner.ipynb #38359c3a
 import numbers, re
@@ -244,6 +244,16 @@ def accuracy(preds, targs):
 
 def _print_row(cells): print('  '.join(f'{c:>12}' for c in cells))
 
+class _Means:
+    "Per-example means of the loss and `metrics` over batches of any size: each batch weighs as many items as it has"
+    def __init__(self, metrics): self.metrics, self.n, self.sums = metrics, 0, dict.fromkeys(['loss', *metrics], 0.)
+    def add(self, loss, preds, targs):
+        n = len(targs); self.n += n
+        self.sums['loss'] += float(loss) * n
+        with torch.no_grad():
+            for k, f in self.metrics.items(): self.sums[k] += float(f(preds.detach(), targs)) * n
+    def means(self): return {k: v / self.n for k, v in self.sums.items()}
+
 class MetricsCB(Callback):
     "Per epoch: mean loss and `metrics` (default: `accuracy`) on training and validation batches, in `.log` and shown by `writer`"
     order = 10
@@ -252,27 +262,45 @@ class MetricsCB(Callback):
         self.show, self.writer, self.log = show, _print_row, []
 
     def before_fit(self): self.log, self._header = [], None
-    def before_epoch(self): self._sums = {}
+    def before_epoch(self): self._means = {}
 
     def after_batch(self):
         if self.learn.loss is None: return
-        n = len(self.yb)
-        sums = self._sums.setdefault('train' if self.training else 'valid', {'n': 0, 'loss': 0., **dict.fromkeys(self.metrics, 0.)})
-        sums['n'] += n
-        sums['loss'] += self.loss.item() * n
-        with torch.no_grad():
-            for k, f in self.metrics.items(): sums[k] += float(f(self.preds.detach(), self.yb)) * n
+        self._means.setdefault('train' if self.training else 'valid', _Means(self.metrics)).add(self.loss, self.preds, self.yb)
 
     def after_epoch(self):
         row = {'epoch': self.epoch}
-        for phase, sums in self._sums.items():
-            for k in ['loss', *self.metrics]: row[f'{phase}_{k}'] = sums[k] / sums['n']
+        for phase, m in self._means.items(): row.update({f'{phase}_{k}': v for k, v in m.means().items()})
         self.log.append(row)
         if self.show: self._show(row)
 
     def _show(self, row):
         if self._header is None: self._header = list(row); self.writer(self._header)
         self.writer([str(row[k]) if k == 'epoch' else f'{row[k]:.4f}' if k in row else '-' for k in self._header])
+
+# %% ../nbs/08_learner.ipynb #4de6898b
+def evaluate(model, dl, loss_func=F.cross_entropy, metrics=None):
+    "Mean loss and `metrics` (default: `accuracy`) of `model` over every batch of `dl`, as a dict; in eval mode without gradients, the model's mode put back after"
+    means, was_training = _Means({'accuracy': accuracy} if metrics is None else dict(metrics)), model.training
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in dl:
+                xb, yb = to_device(batch, device)
+                preds = model(xb)
+                means.add(loss_func(preds, yb), preds, yb)
+    finally: model.train(was_training)
+    if means.n == 0: raise ValueError('evaluate: the loader gave no items')
+    return means.means()
+
+@patch
+def evaluate(self:Learner, dl=None, metrics=None):
+    "Loss and metrics of the learner's model on `dl` (default: `dls.test`), with its `loss_func` and its `MetricsCB`'s metrics (else accuracy); no callback runs"
+    if dl is None: dl = getattr(self.dls, 'test', None)
+    if dl is None: raise ValueError('evaluate: these DataLoaders have no test loader (DataLoaders.from_splits makes one); pass dl=')
+    if metrics is None and isinstance(getattr(self, 'metrics', None), MetricsCB): metrics = self.metrics.metrics
+    return evaluate(self.model, dl, self.loss_func, metrics)
 
 # %% ../nbs/08_learner.ipynb #51f90e41
 def smooth_ema(values, beta=0.98):
