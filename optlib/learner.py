@@ -8,11 +8,10 @@ __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFit
            'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB']
 
 # %% ../nbs/08_learner.ipynb #38359c3a
-import numbers, re
+import numbers, re, sys, warnings
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr, listify, patch
-from fastprogress.fastprogress import master_bar, progress_bar
 
 # %% ../nbs/08_learner.ipynb #e73f1a65
 _TORCH_KEYS = {'mom': ['momentum', ('betas', 0)], 'sqr_mom': [('betas', 1), 'alpha'], 'wd': ['weight_decay']}
@@ -242,14 +241,15 @@ def accuracy(preds, targs):
     "Fraction of rows of `preds` whose largest entry is at the index given by `targs`"
     return (preds.argmax(dim=-1) == targs).float().mean()
 
-def _print_row(cells): print('  '.join(f'{c:>12}' for c in cells))
+def _format_row(cells): return '  '.join(f'{c:>12}' for c in cells)
+def _print_row(cells): print(_format_row(cells))
 
 class _Means:
     "Per-example means of the loss and `metrics` over batches of any size: each batch weighs as many items as it has"
     def __init__(self, metrics): self.metrics, self.n, self.sums = metrics, 0, dict.fromkeys(['loss', *metrics], 0.)
     def add(self, loss, preds, targs):
         n = len(targs); self.n += n
-        self.sums['loss'] += float(loss) * n
+        self.sums['loss'] += float(loss.detach()) * n
         with torch.no_grad():
             for k, f in self.metrics.items(): self.sums[k] += float(f(preds.detach(), targs)) * n
     def means(self): return {k: v / self.n for k, v in self.sums.items()}
@@ -360,41 +360,63 @@ class Recorder(Callback):
         return self.plot_hps(names, ncols)
 
 # %% ../nbs/08_learner.ipynb #b8b8fb44
+def _tqdm():
+    "The bar class of `tqdm.auto` (the notebook widget where it can draw, else text), without its warning when `ipywidgets` is missing"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from tqdm.auto import tqdm
+    return tqdm
+
+def _redraws_in_place(bar, file):
+    "Whether nested bars of class `bar` writing to `file` can redraw in place: a notebook widget, or a terminal"
+    from tqdm.notebook import tqdm_notebook
+    if issubclass(bar, tqdm_notebook): return True
+    isatty = getattr(file if file is not None else sys.stderr, 'isatty', None)
+    return bool(isatty and isatty())
+
+# %% ../nbs/08_learner.ipynb #fc963bb2
 class ProgressCB(Callback):
-    "Progress bars for epochs and batches (fastprogress); in a notebook, with `plot`, a live plot of the losses"
+    "Progress bars (tqdm, or the class `bar`) for the epochs and, if `nested` (default: where they redraw in place), the batches of each phase, with the last loss; `MetricsCB`'s rows written above them; `kwargs` go to every bar"
     order = MetricsCB.order + 1
-    def __init__(self, plot=True, plot_every=25): store_attr()
+    def __init__(self, file=None, nested=None, bar=None, **kwargs):
+        self.file, self.nested, self.bar, self.kwargs, self._bars, self._metrics = file, nested, bar, kwargs, [], None
+
+    def _open(self, it, **kwargs):
+        b = self._bar(it, file=self.file, **{**self.kwargs, **kwargs})
+        self._bars.append(b)
+        return b
 
     def before_fit(self):
-        self.learn.epochs = self.mb = master_bar(self.learn.epochs)
-        self.losses, self.valid_losses, self._metrics = [], [], getattr(self.learn, 'metrics', None)
+        self._bar = self.bar or _tqdm()
+        self._nested = _redraws_in_place(self._bar, self.file) if self.nested is None else self.nested
+        self.learn.epochs = self._open(self.learn.epochs, desc='epoch')
+        self._metrics = getattr(self.learn, 'metrics', None)
         if isinstance(self._metrics, MetricsCB):
-            self._old_writer, self._metrics.writer = self._metrics.writer, lambda cells: self.mb.write(cells, table=True)
+            self._old_writer, self._metrics.writer = self._metrics.writer, self._write_row
 
-    def _wrap_dl(self): self.learn.dl = progress_bar(self.learn.dl, leave=False, parent=self.mb)
-    def before_train(self): self._wrap_dl()
-    def before_validate(self): self._wrap_dl(); self._valid_sum, self._valid_n = 0., 0
+    def _write_row(self, cells):
+        "A row of the metrics table, above the bars; flushed, so that it stays in order with the bars' stream"
+        self._bar.write(_format_row(cells), file=self.file)
+        (self.file or sys.stdout).flush()
+
+    def _open_dl(self, desc):
+        if self._nested: self.learn.dl = self._open(self.dl, desc=desc, leave=False)
+    def before_train(self): self._open_dl('train')
+    def before_validate(self): self._open_dl('valid')
 
     def after_batch(self):
         if self.learn.loss is None: return
-        loss = self.loss.item()
-        self.dl.comment = f'{loss:.3f}'
-        if self.training:
-            self.losses.append(loss)
-            if self.plot and len(self.losses) % self.plot_every == 0: self._plot()
-        else: self._valid_sum, self._valid_n = self._valid_sum + loss*len(self.yb), self._valid_n + len(self.yb)
+        if self._is_bar(self.dl): self.dl.set_postfix_str(f'loss {self.loss.item():.3f}', refresh=False)
+        else: self.epochs.set_postfix_str(f'{"train" if self.training else "valid"} loss {self.loss.item():.3f}', refresh=False)
 
-    def after_validate(self):
-        if self._valid_n: self.valid_losses.append((self.train_iter, self._valid_sum/self._valid_n))
-
-    def after_epoch(self):
-        if self.plot: self._plot()
-
-    def _plot(self):
-        graphs = [[list(range(len(self.losses))), self.losses]]
-        if self.valid_losses: graphs.append([list(x) for x in zip(*self.valid_losses)])
-        total = self.n_epoch * len(self.dls.train) if self.do_train else 1
-        self.mb.update_graph(graphs, x_bounds=[0, max(total, 1)])
+    def _is_bar(self, o): return any(b is o for b in self._bars)    # by identity: tqdm's == compares positions
+    def _close_dl(self):
+        if self._is_bar(self.dl): self.dl.close(); self._bars = [b for b in self._bars if b is not self.dl]
+    def after_train(self): self._close_dl()
+    def after_validate(self): self._close_dl()
 
     def after_fit(self):
+        for b in reversed(self._bars): b.close()
+        self._bars = []
         if isinstance(self._metrics, MetricsCB): self._metrics.writer = self._old_writer
+        self._metrics = None
