@@ -8,10 +8,11 @@ __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFit
            'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB']
 
 # %% ../nbs/08_learner.ipynb #38359c3a
-import numbers, re, sys, warnings
+import math, numbers, re, sys, warnings
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr, listify, patch
+from .optimizer import check_hyper
 
 # %% ../nbs/08_learner.ipynb #e73f1a65
 _TORCH_KEYS = {'mom': ['momentum', ('betas', 0)], 'sqr_mom': [('betas', 1), 'alpha'], 'wd': ['weight_decay']}
@@ -63,7 +64,7 @@ def hyper_names(group):
     return list(dict.fromkeys(names))
 
 # %% ../nbs/08_learner.ipynb #1f056aa7
-_EVENTS = ('before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
+_EVENTS = ('check_fit before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
            'after_batch after_train before_validate after_validate after_epoch after_fit').split()
 _CANCEL_EVENTS = [f'after_cancel_{e}' for e in ('fit', 'epoch', 'train', 'validate', 'batch')]
 
@@ -99,28 +100,49 @@ class CancelValidException(Exception): "Raise in a callback to skip the rest of 
 class CancelBatchException(Exception): "Raise in a callback to skip the rest of this batch (e.g. after `backward`: no step, no `zero_grad`)"
 
 # %% ../nbs/08_learner.ipynb #de9eaac7
+def _check_lr(lr, what='lr'):
+    "Refuse an `lr` that is not a finite real number (or one-element tensor), then apply the optimizer's own check (`check_hyper`)"
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.dtype != torch.bool: value = lr.item()
+    elif isinstance(lr, numbers.Real) and not isinstance(lr, bool): value = lr
+    else: raise TypeError(f'{what} must be a real number, got {lr!r}')
+    if math.isinf(value): raise ValueError(f'invalid {what}: {value} (must be finite)')
+    check_hyper('lr', value)
+
 class Learner:
-    "Train `model` on `dls` with `loss_func` and the optimizer `opt_func(params, lr=lr)`; `cbs` observe and change the loop"
+    "Train `model` on `dls` with `loss_func` and the optimizer `opt_func(params, lr=lr)`; `cbs` observe and change the loop, with one of each `default_cbs` class added unless given"
+    default_cbs = ()
     def __init__(self, model, dls, loss_func=F.cross_entropy, lr=1e-2, cbs=None, opt_func=None):
+        _check_lr(lr)
+        for name, f in (('loss_func', loss_func), ('opt_func', opt_func)):
+            if f is not None and not callable(f): raise TypeError(f'{name} must be callable, got {f!r}')
         store_attr('model,dls,loss_func,lr,opt_func')
-        self.cbs, self.opt, self.preds, self.loss, self.batch = [], None, None, None, None
-        self.training, self.epoch, self.n_epoch, self.iter, self.n_iter, self.train_iter, self.pct_train = False, 0, 0, 0, 0, 0, 0.
-        self.add_cbs(cbs)
+        self.cbs, self.opt, self.preds, self.loss, self.batch, self.dl = [], None, None, None, None, None
+        self.training, self.epoch, self.iter, self.n_iter = False, 0, 0, 0
+        self.n_epoch, self.epochs, self.do_train, self.do_valid, self.train_iter, self.pct_train = 0, range(0), True, True, 0, 0.
+        cbs = listify(cbs)
+        self.add_cbs([c() for c in self.default_cbs if not any(isinstance(cb, c) for cb in cbs)] + cbs)
 
     def add_cbs(self, cbs):
-        "Attach callbacks (instances): each gets `.learn` and becomes `learn.<cb.name>` unless that name is taken"
-        for cb in listify(cbs):
-            if isinstance(cb, type) or not isinstance(cb, Callback):
-                raise TypeError(f'callbacks must be Callback instances, got {cb!r}')
+        "Attach callbacks (instances, not yet attached): each gets `.learn` and becomes `learn.<cb.name>` unless that name is taken by something else; all are checked before any is attached"
+        cbs = listify(cbs)
+        for i, cb in enumerate(cbs):
+            if isinstance(cb, type): raise TypeError(f'callbacks must be Callback instances, got the class {cb.__name__} (did you mean {cb.__name__}()?)')
+            if not isinstance(cb, Callback): raise TypeError(f'callbacks must be Callback instances, got {cb!r}')
+            if any(cb is c for c in cbs[:i]): raise ValueError(f'{cb!r} is given twice')
+            if any(cb is c for c in self.cbs): raise ValueError(f'{cb!r} is already attached to this learner')
+        for cb in cbs:
             cb.learn = self
             self.cbs.append(cb)
             if not hasattr(self, cb.name) or isinstance(getattr(self, cb.name), Callback): setattr(self, cb.name, cb)
 
     def remove_cbs(self, cbs):
-        "Detach callbacks, and the learner attributes that named them"
+        "Detach callbacks; a learner attribute that named one names the latest remaining callback of that name, or goes"
         for cb in listify(cbs):
-            if cb in self.cbs: self.cbs.remove(cb)
-            if getattr(self, cb.name, None) is cb: delattr(self, cb.name)
+            self.cbs = [c for c in self.cbs if c is not cb]
+            if getattr(self, cb.name, None) is cb:
+                others = [c for c in self.cbs if c.name == cb.name]
+                if others: setattr(self, cb.name, others[-1])
+                else: delattr(self, cb.name)
 
     def callback(self, event):
         "Call method `event` of every callback that has one, in increasing `order`"
@@ -200,20 +222,68 @@ def _all_epochs(self:Learner):
     for self.epoch in self.epochs: self._with_events(self._one_epoch, 'epoch', CancelEpochException)
 
 # %% ../nbs/08_learner.ipynb #93f94915
+def _check_fit_args(n_epoch, lr, train, valid):
+    "Refuse bad `fit` arguments with a TypeError or ValueError naming them"
+    if isinstance(n_epoch, bool) or not isinstance(n_epoch, numbers.Integral): raise TypeError(f'n_epoch must be an int, got {n_epoch!r}')
+    if n_epoch < 0: raise ValueError(f'n_epoch must be >= 0, got {n_epoch}')
+    if lr is not None: _check_lr(lr)
+    for name, v in (('train', train), ('valid', valid)):
+        if not isinstance(v, bool): raise TypeError(f'{name} must be True or False, got {v!r}')
+
+_FIT_PLAN = ('n_epoch', 'epochs', 'do_train', 'do_valid', 'train_iter', 'pct_train')
+
+@patch
+def _plan_and_check(self:Learner, n_epoch, train, valid):
+    "Set the coming fit's plan and optimizer, and run every callback's `check_fit`; on failure put all of it back"
+    saved, made_opt = {k: getattr(self, k) for k in _FIT_PLAN}, self.opt is None
+    try:
+        self.n_epoch, self.epochs, self.do_train, self.do_valid = int(n_epoch), range(n_epoch), train, valid
+        self.train_iter, self.pct_train = 0, 0.
+        if made_opt: self.create_opt()
+        self.callback('check_fit')
+    except BaseException:
+        for k, v in saved.items(): setattr(self, k, v)
+        if made_opt: self.opt = None
+        raise
+
+@patch
+def _clean_up(self:Learner, cbs):
+    "`after_fit` of each of `cbs` after a failed fit; an error there becomes a warning, so the fit's own error is the one raised"
+    for cb in cbs:
+        method = getattr(cb, 'after_fit', None)
+        if method is None: continue
+        try: method()
+        except Exception as e: warnings.warn(f'{type(cb).__name__}.after_fit failed while cleaning up after an error: {e!r}', stacklevel=4)
+
+@patch
+def _fit(self:Learner):
+    "The fit level: `before_fit`, the epochs, `after_fit`; after an error, `after_fit` for the callbacks whose `before_fit` completed"
+    started = []
+    try:
+        for cb in sorted(self.cbs, key=lambda c: c.order):
+            method = getattr(cb, 'before_fit', None)
+            if method is not None: method()
+            started.append(cb)
+        self._all_epochs()
+    except CancelFitException: self.callback('after_cancel_fit')
+    except BaseException:
+        self._clean_up(started)
+        raise
+    self.callback('after_fit')
+
+# %% ../nbs/08_learner.ipynb #6c8c8c81
 @patch
 def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
-    "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only"
-    if not (isinstance(n_epoch, int) and n_epoch >= 0): raise ValueError(f'n_epoch must be an int >= 0, got {n_epoch!r}')
+    "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only. Arguments and callbacks' `check_fit` are checked before anything changes"
+    _check_fit_args(n_epoch, lr, train, valid)
     cbs = listify(cbs)
     self.add_cbs(cbs)
     try:
-        self.n_epoch, self.epochs, self.do_train, self.do_valid = n_epoch, range(n_epoch), train, valid
-        self.train_iter, self.pct_train = 0, 0.
-        if lr is not None: self.lr = lr
-        if self.opt is None: self.create_opt()
+        self._plan_and_check(n_epoch, train, valid)
         if lr is not None:
+            self.lr = lr
             for g in self.opt.param_groups: set_hyper_value(g, 'lr', lr)
-        self._with_events(self._all_epochs, 'fit', CancelFitException)
+        self._fit()
     finally: self.remove_cbs(cbs)
 
 # %% ../nbs/08_learner.ipynb #bea5a23a
@@ -233,6 +303,10 @@ class DeviceCB(Callback):
     "Put the model on `device` before training and each batch on it as it arrives (default: `default_device()`)"
     order, name = -10, 'device_cb'
     def __init__(self, device=None): self.device = torch.device(device) if device is not None else default_device()
+    def check_fit(self):
+        "Refuse a device this machine does not have, before the fit changes anything"
+        try: torch.empty(0, device=self.device)
+        except (RuntimeError, AssertionError) as e: raise ValueError(f'DeviceCB: device {self.device} is not available here ({e})') from e
     def before_fit(self): self.model.to(self.device)
     def before_batch(self): self.learn.batch = to_device(self.batch, self.device)
 
@@ -358,6 +432,9 @@ class Recorder(Callback):
     def plot_sched(self, names=None, ncols=3):
         "The schedules the hyper-parameters followed: the same plot as `plot_hps`"
         return self.plot_hps(names, ncols)
+
+# %% ../nbs/08_learner.ipynb #68de7150
+Learner.default_cbs = (Recorder,)
 
 # %% ../nbs/08_learner.ipynb #b8b8fb44
 def _tqdm():
