@@ -7,37 +7,36 @@ __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFit
            'CancelTrainException', 'CancelValidException', 'CancelBatchException', 'Learner', 'default_device',
            'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB']
 
-# %% ../nbs/08_learner.ipynb #38359c3a
+# %% ../nbs/08_learner.ipynb #4fba4bbe
 import math, numbers, re, sys, warnings
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr, listify, patch
-from .optimizer import check_hyper
+from .optimizer import check_hyper, number, NOT_HYPERS
 
-# %% ../nbs/08_learner.ipynb #e73f1a65
+# %% ../nbs/08_learner.ipynb #5533f49c
 _TORCH_KEYS = {'mom': ['momentum', ('betas', 0)], 'sqr_mom': [('betas', 1), 'alpha'], 'wd': ['weight_decay']}
 _OPTLIB_NAME = {'momentum': 'mom', 'alpha': 'sqr_mom', 'weight_decay': 'wd'}
-_NOT_HYPERS = {'params', 'param_names', 'initial_lr'}
 
 def _is_torch_group(group): return any(k in group for k in ('momentum', 'betas', 'weight_decay'))
 
 def _locate(group, name):
     "Where hyper-parameter `name` lives in `group`: a key, a `(key, index)` into a tuple, or None"
-    if name in _NOT_HYPERS: return None
+    if name in NOT_HYPERS: return None
     if name in group: return name
     if not _is_torch_group(group): return None
     for loc in _TORCH_KEYS.get(name, []):
         if (loc[0] if isinstance(loc, tuple) else loc) in group: return loc
     return None
 
-# %% ../nbs/08_learner.ipynb #9d95dcbe
+# %% ../nbs/08_learner.ipynb #4e446a09
 def get_hyper(group, name):
     "Value of hyper-parameter `name` (optlib spelling: `lr`, `mom`, `sqr_mom`, `wd`, ...) in param `group`, or None"
     loc = _locate(group, name)
     if loc is None: return None
     return group[loc[0]][loc[1]] if isinstance(loc, tuple) else group[loc]
 
-# %% ../nbs/08_learner.ipynb #290aae75
+# %% ../nbs/08_learner.ipynb #bc2583f4
 def set_hyper_value(group, name, value):
     "Set hyper-parameter `name` (optlib spelling) of param `group` to `value`, under torch's key where it has one"
     loc = _locate(group, name)
@@ -49,7 +48,7 @@ def set_hyper_value(group, name, value):
         group[key] = tuple(values)
     else: group[loc] = value
 
-# %% ../nbs/08_learner.ipynb #552cc900
+# %% ../nbs/08_learner.ipynb #ffd33ff8
 def _is_number(v):
     if isinstance(v, bool): return False
     return isinstance(v, numbers.Number) or (isinstance(v, torch.Tensor) and v.numel() == 1)
@@ -58,12 +57,12 @@ def hyper_names(group):
     "Optlib names of every numeric hyper-parameter of param `group` (torch's `momentum`, `betas`, `alpha`, `weight_decay` renamed)"
     torch_style, names = _is_torch_group(group), []
     for k, v in group.items():
-        if k in _NOT_HYPERS: continue
+        if k in NOT_HYPERS: continue
         if torch_style and k == 'betas': names += ['mom', 'sqr_mom']
         elif _is_number(v): names.append(_OPTLIB_NAME.get(k, k) if torch_style else k)
     return list(dict.fromkeys(names))
 
-# %% ../nbs/08_learner.ipynb #1f056aa7
+# %% ../nbs/08_learner.ipynb #813b9690
 _EVENTS = ('check_fit before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
            'after_batch after_train before_validate after_validate after_epoch after_fit').split()
 _CANCEL_EVENTS = [f'after_cancel_{e}' for e in ('fit', 'epoch', 'train', 'validate', 'batch')]
@@ -72,7 +71,7 @@ def _snake(name):
     "`CamelCase` to `camel_case`, keeping acronyms together: `LRFinder` -> `lr_finder`"
     return re.sub(r'([a-z0-9])([A-Z])', r'\1_\2', re.sub(r'([A-Z]+)([A-Z][a-z])', r'\1_\2', name)).lower()
 
-# %% ../nbs/08_learner.ipynb #b8f4a846
+# %% ../nbs/08_learner.ipynb #08c801ff
 class Callback:
     "Base class of callbacks: methods named after events run then, in increasing `order`; `self.learn` is the `Learner`"
     order, learn = 0, None
@@ -92,21 +91,17 @@ class Callback:
 
     def __repr__(self): return f'{type(self).__name__}(order={self.order})'
 
-# %% ../nbs/08_learner.ipynb #23d5c064
+# %% ../nbs/08_learner.ipynb #154bdbf5
 class CancelFitException(Exception):   "Raise in a callback to stop training altogether (then `after_cancel_fit`, `after_fit`)"
 class CancelEpochException(Exception): "Raise in a callback to skip the rest of this epoch, validation included"
 class CancelTrainException(Exception): "Raise in a callback to skip the rest of this epoch's training (validation still runs)"
 class CancelValidException(Exception): "Raise in a callback to skip the rest of this epoch's validation"
 class CancelBatchException(Exception): "Raise in a callback to skip the rest of this batch (e.g. after `backward`: no step, no `zero_grad`)"
 
-# %% ../nbs/08_learner.ipynb #de9eaac7
+# %% ../nbs/08_learner.ipynb #a697e0b0
 def _check_lr(lr, what='lr'):
-    "Refuse an `lr` that is not a finite real number (or one-element tensor), then apply the optimizer's own check (`check_hyper`)"
-    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.dtype != torch.bool: value = lr.item()
-    elif isinstance(lr, numbers.Real) and not isinstance(lr, bool): value = lr
-    else: raise TypeError(f'{what} must be a real number, got {lr!r}')
-    if math.isinf(value): raise ValueError(f'invalid {what}: {value} (must be finite)')
-    check_hyper('lr', value)
+    "Refuse an `lr` the optimizer would refuse (chapter 09's `check_hyper`: a finite number >= 0, not a bool or a string)"
+    check_hyper(what, lr)
 
 class Learner:
     "Train `model` on `dls` with `loss_func` and the optimizer `opt_func(params, lr=lr)`; `cbs` observe and change the loop, with one of each `default_cbs` class added unless given"
@@ -168,7 +163,7 @@ class Learner:
     def step(self):      "One optimizer step";               self.opt.step()
     def zero_grad(self): "Reset the gradients";              self.opt.zero_grad()
 
-# %% ../nbs/08_learner.ipynb #baf48a90
+# %% ../nbs/08_learner.ipynb #93949745
 @patch
 def _run(self:Learner, piece):
     "Perform one piece of the step (`predict`, `backward`, ...): callbacks defining a method `piece` replace the learner's"
@@ -185,7 +180,7 @@ def _with_events(self:Learner, f, level, cancel_exc):
     except cancel_exc: self.callback(f'after_cancel_{level}')
     self.callback(f'after_{level}')
 
-# %% ../nbs/08_learner.ipynb #8bc2a600
+# %% ../nbs/08_learner.ipynb #5add5942
 @patch
 def _one_batch(self:Learner):
     self._run('predict');  self.callback('after_pred')
@@ -221,11 +216,10 @@ def _one_epoch(self:Learner):
 def _all_epochs(self:Learner):
     for self.epoch in self.epochs: self._with_events(self._one_epoch, 'epoch', CancelEpochException)
 
-# %% ../nbs/08_learner.ipynb #93f94915
+# %% ../nbs/08_learner.ipynb #0ae94f0e
 def _check_fit_args(n_epoch, lr, train, valid):
     "Refuse bad `fit` arguments with a TypeError or ValueError naming them"
-    if isinstance(n_epoch, bool) or not isinstance(n_epoch, numbers.Integral): raise TypeError(f'n_epoch must be an int, got {n_epoch!r}')
-    if n_epoch < 0: raise ValueError(f'n_epoch must be >= 0, got {n_epoch}')
+    number(0, integer=True)('n_epoch', n_epoch)      # chapter 09's one check of a count
     if lr is not None: _check_lr(lr)
     for name, v in (('train', train), ('valid', valid)):
         if not isinstance(v, bool): raise TypeError(f'{name} must be True or False, got {v!r}')
@@ -271,7 +265,7 @@ def _fit(self:Learner):
         raise
     self.callback('after_fit')
 
-# %% ../nbs/08_learner.ipynb #6c8c8c81
+# %% ../nbs/08_learner.ipynb #7a5ed8ab
 @patch
 def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
     "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only. Arguments and callbacks' `check_fit` are checked before anything changes"
@@ -286,7 +280,7 @@ def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
         self._fit()
     finally: self.remove_cbs(cbs)
 
-# %% ../nbs/08_learner.ipynb #bea5a23a
+# %% ../nbs/08_learner.ipynb #6e26579d
 def default_device():
     "CUDA if it is available, else the CPU"
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -310,7 +304,7 @@ class DeviceCB(Callback):
     def before_fit(self): self.model.to(self.device)
     def before_batch(self): self.learn.batch = to_device(self.batch, self.device)
 
-# %% ../nbs/08_learner.ipynb #813d9c22
+# %% ../nbs/08_learner.ipynb #4403ba13
 def accuracy(preds, targs):
     "Fraction of rows of `preds` whose largest entry is at the index given by `targs`"
     return (preds.argmax(dim=-1) == targs).float().mean()
@@ -352,7 +346,7 @@ class MetricsCB(Callback):
         if self._header is None: self._header = list(row); self.writer(self._header)
         self.writer([str(row[k]) if k == 'epoch' else f'{row[k]:.4f}' if k in row else '-' for k in self._header])
 
-# %% ../nbs/08_learner.ipynb #4de6898b
+# %% ../nbs/08_learner.ipynb #6bbb99b9
 def evaluate(model, dl, loss_func=F.cross_entropy, metrics=None):
     "Mean loss and `metrics` (default: `accuracy`) of `model` over every batch of `dl`, as a dict; in eval mode without gradients, the model's mode put back after"
     means, was_training = _Means({'accuracy': accuracy} if metrics is None else dict(metrics)), model.training
@@ -376,7 +370,7 @@ def evaluate(self:Learner, dl=None, metrics=None):
     if metrics is None and isinstance(getattr(self, 'metrics', None), MetricsCB): metrics = self.metrics.metrics
     return evaluate(self.model, dl, self.loss_func, metrics)
 
-# %% ../nbs/08_learner.ipynb #51f90e41
+# %% ../nbs/08_learner.ipynb #7d8d6daa
 def smooth_ema(values, beta=0.98):
     "Exponential moving average of `values` with Adam's bias correction, one output per input"
     avg, out = 0., []
@@ -385,7 +379,7 @@ def smooth_ema(values, beta=0.98):
         out.append(avg / (1 - beta**i))
     return out
 
-# %% ../nbs/08_learner.ipynb #5d167096
+# %% ../nbs/08_learner.ipynb #9310d0c7
 class Recorder(Callback):
     "Per training batch: the loss (`losses`) and every hyper-parameter of each param group (`group_hps`; `hps` is the last group's)"
     order = 50
@@ -433,10 +427,10 @@ class Recorder(Callback):
         "The schedules the hyper-parameters followed: the same plot as `plot_hps`"
         return self.plot_hps(names, ncols)
 
-# %% ../nbs/08_learner.ipynb #68de7150
+# %% ../nbs/08_learner.ipynb #03ab40d2
 Learner.default_cbs = (Recorder,)
 
-# %% ../nbs/08_learner.ipynb #b8b8fb44
+# %% ../nbs/08_learner.ipynb #47fbd727
 def _tqdm():
     "The bar class of `tqdm.auto` (the notebook widget where it can draw, else text), without its warning when `ipywidgets` is missing"
     with warnings.catch_warnings():
@@ -451,7 +445,7 @@ def _redraws_in_place(bar, file):
     isatty = getattr(file if file is not None else sys.stderr, 'isatty', None)
     return bool(isatty and isatty())
 
-# %% ../nbs/08_learner.ipynb #fc963bb2
+# %% ../nbs/08_learner.ipynb #5860809f
 class ProgressCB(Callback):
     "Progress bars (tqdm, or the class `bar`) for the epochs and, if `nested` (default: where they redraw in place), the batches of each phase, with the last loss; `MetricsCB`'s rows written above them; `kwargs` go to every bar"
     order = MetricsCB.order + 1
