@@ -245,8 +245,8 @@ def optimizer_page(rows, chapters):
         tds = [f'<a href="{page}#{fn.lower()}">{html.escape(r["name"])}</a>',
                *(cell(f'`{r[k]}`' if k == 'constructor' else r[k]) for k in list(OPT_COLUMNS)[1:])]
         body.append('<tr>' + ''.join(f'<td>{t}</td>' for t in tds) + '</tr>')
-    table = ('<table class="optimizer-table">\n<thead><tr>' + ''.join(f'<th>{t}</th>' for t in OPT_COLUMNS.values())
-             + '</tr></thead>\n<tbody>\n' + '\n'.join(body) + '\n</tbody>\n</table>')
+    table = ('<div class="optimizer-table"><table>\n<thead><tr>' + ''.join(f'<th>{t}</th>' for t in OPT_COLUMNS.values())
+             + '</tr></thead>\n<tbody>\n' + '\n'.join(body) + '\n</tbody>\n</table></div>')
     md = ('# Every optimizer\n\n> One row per optimizer of `optlib.registry`: its update rule, paper, constructor, '
           'what its tests check it against, and the state it keeps per parameter.\n\n'
           'Each name links to its reference entry; the table is generated from the registry at every docs build.\n\n' + table)
@@ -377,6 +377,7 @@ def on_page_content(html_text, page, config, files, **kw):
         (stack[-1]['children'] if stack else tokens).append(tok)
         stack.append(tok)
     page.toc = get_toc(tokens)
+    if sum(1 + len(t['children']) for t in tokens) <= 1: page.meta['hide'] = ['toc']  # give a lone table the room
     html_text = html_text.replace('<clipboard-copy ', '<clipboard-copy data-search-exclude ')
     def shared(m):
         if len(m.group(1)) < 2000: return m.group(0)
@@ -454,8 +455,11 @@ EXTRA_CSS = """/* optlib docs: notebooks inside Material for MkDocs */
 .md-typeset .jupyter-wrapper div.nbdev-source { text-align: right; font-size: .8em; margin: -3.2em 0 1.6em; }
 /* signatures: lines end at argument boundaries (nbdev wraps them to fit); never break inside a name */
 .md-typeset .jupyter-wrapper .jp-RenderedMarkdown pre { white-space: pre; word-break: normal; overflow-wrap: normal; overflow-x: auto; }
-.md-typeset table.optimizer-table { font-size: .7rem; display: block; overflow-x: auto; }
-.md-typeset table.optimizer-table td { vertical-align: top; }
+.md-typeset div.optimizer-table { overflow-x: auto; }
+.md-typeset div.optimizer-table table { display: table; width: 100%; min-width: 36rem; font-size: .64rem; border-collapse: collapse; }
+.md-typeset div.optimizer-table :is(th, td) { padding: .5em .6em; vertical-align: top; text-align: left; border-top: .05rem solid var(--md-typeset-table-color); }
+.md-typeset div.optimizer-table code { white-space: normal; word-break: normal; }
+.md-typeset div.optimizer-table mjx-container svg { max-width: none; }
 @media screen and (max-width: 44.9375em) {
   .md-typeset .jupyter-wrapper .jp-InputArea-editor, .md-typeset .jupyter-wrapper pre { font-size: .72rem; }
 }
@@ -470,24 +474,28 @@ _BLOCK = _HEADINGS | set('address article aside blockquote body br dd details di
 _VOID = set('area base br col embed hr img input link meta param source track wbr'.split())
 
 class _Page(HTMLParser):
-    "What `--check` reads of a page: ids, headings, API entries, links, loaded resources, prose and code"
+    "What `--check` reads of a page: ids, headings, API entries (and their signatures), links, resources, text"
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.ids, self.first = collections.Counter(), {}  # id -> count; id -> is its first element an API entry
         self.links, self.resources, self.headings, self.api = [], [], [], []
         self.stack, self.prose, self.code, self.plain, self.cur = [], [], [], [], []
-        self._api = self._h = None
+        self._api = self._h = None  # the API entry whose signature is still to come; the heading being read
+        self._mark = False          # an `nbdev-anchor` element came before its heading (as nbdev's Quarto output has it)
     def _flush(self):
         if self.cur: self.prose.append(''.join(self.cur)); self.cur = []
     def handle_starttag(self, tag, attrs):
         a = dict(attrs); api = 'nbdev-anchor' in (a.get('class') or '').split()
-        if a.get('id'): self.ids[a['id']] += 1; self.first.setdefault(a['id'], api)
-        if tag == 'a' and a.get('name'): self.ids[a['name']] += 1; self.first.setdefault(a['name'], api)
-        if api: self._api = {'id': a.get('id'), 'name': None, 'sig': None}; self.api.append(self._api)
+        for i in [a.get('id')] + ([a.get('name')] if tag == 'a' else []):
+            if i: self.ids[i] += 1; self.first.setdefault(i, api)
+        if api and tag not in _HEADINGS: self._mark = True
         if tag in _HEADINGS:
-            self._h = {'id': a.get('id'), 'text': '', 'api': api or bool(self._api and self._api['name'] is None)}
+            api, self._mark = api or self._mark, False
+            self._h = {'id': a.get('id'), 'text': '', 'api': api, 'sig': None}
             self.headings.append(self._h)
-        if tag == 'pre' and self._api and self._api['sig'] is None: self._api['sig'] = ''
+            self._api = self._h if api else None
+            if api: self.api.append(self._h)
+        if tag == 'pre' and self._api: self._api['sig'] = ''
         if tag == 'a' and a.get('href') is not None: self.links.append(a['href'])
         if tag in ('script', 'img', 'iframe', 'source') and a.get('src'): self.resources.append(a['src'])
         if tag == 'link' and a.get('href') and 'stylesheet' in (a.get('rel') or ''): self.resources.append(a['href'])
@@ -497,17 +505,15 @@ class _Page(HTMLParser):
         self.handle_starttag(tag, attrs)
         if tag not in _VOID and self.stack and self.stack[-1] == tag: self.stack.pop()
     def handle_endtag(self, tag):
-        if tag in _HEADINGS and self._h:
-            if self._h['api'] and self._api and self._api['name'] is None: self._api['name'] = self._h['text'].replace('¶', '').strip()
-            self._h = None
-        if tag == 'pre' and self._api and self._api['sig'] is not None: self._api = None
+        if tag in _HEADINGS and self._h: self._h['name'] = self._h['text'].replace('¶', '').strip(); self._h = None
+        if tag == 'pre': self._api = None
         if tag in _BLOCK: self._flush()
         if tag in self.stack:
             while self.stack and self.stack.pop() != tag: pass
     def handle_data(self, data):
         st = set(self.stack)
         if self._h is not None: self._h['text'] += data
-        if self._api and self._api['sig'] is not None and 'pre' in st: self._api['sig'] += data
+        if self._api and self._api['sig'] is not None: self._api['sig'] += data
         if st & _RAW: return
         if st & _CODE: self.code.append(data)
         else: self.cur.append(data)
@@ -555,7 +561,7 @@ def check_api(name, p, names):
     problems, seen = [], collections.Counter(e['name'] for e in p.api)
     problems += [f'{name}: API entry {n} appears {k} times' for n, k in seen.items() if k > 1]
     for e in p.api:
-        shared = [h['text'].replace('¶', '').strip() for h in p.headings if h['id'] == e['id'] and not h['api']]
+        shared = [h['name'] for h in p.headings if h['id'] == e['id'] and not h['api']]
         if shared: problems.append(f'{name}: API entry {e["name"]} shares its anchor #{e["id"]} with the heading "{shared[0]}"')
         sig = (e['sig'] or '').rstrip('\n')
         if re.search(r' at 0x[0-9a-fA-F]+', sig): problems.append(f'{name}: signature of {e["name"]} shows a memory address')
