@@ -117,7 +117,7 @@ def test_in_browser(site):
 # ---------------------------------------------------------------- the checks catch what the issue found
 
 BAD_PAGE = """<html><body><div class="md-content"><h1 id="learner">Learner</h1>
-<p>See chapter 09 and <a href="#learner">Learner</a>.</p>
+<p>See chapter 09 and <a href="#learner">Learner</a>.</p><p>{target="_blank"} #| echo: false</p>
 <h3 class="nbdev-anchor" id="learner">Learner</h3><pre>def Learner(model, cb=&lt;function f at 0x7f3a2b&gt;, {long}):</pre>
 <h3 class="nbdev-anchor" id="learner.fit">Learner.fit</h3><pre>def fit(n):</pre>
 <h3 class="nbdev-anchor" id="learner.fit">Learner.fit</h3><pre>def fit(n):</pre>
@@ -140,7 +140,8 @@ def test_checks_catch_the_reported_problems(tmp_path):
     for words in ['is in the index 2 times', 'is not clean text', 'Copied!', 'shares its anchor #learner with the heading',
                   'lands on a heading above the API entry', 'id #learner is used 2 times', 'API entry Learner.fit appears 2 times',
                   'shows a memory address', "class Learner is shown as 'def Learner'", 'characters',
-                  '"chapter 09" is not a link', '404.html: resource /assets/main.css is absolute', '404.html: no stylesheet']:
+                  '"chapter 09" is not a link', '404.html: resource /assets/main.css is absolute', '404.html: no stylesheet',
+                  "raw '{target=' in", "raw '#|' in"]:
         assert _only(probs, words), f'no problem reported with {words!r}:\n' + '\n'.join(probs)
 
 # ---------------------------------------------------------------- the pieces

@@ -1,15 +1,12 @@
 #!/usr/bin/env python
 """Click through the built docs in headless Chromium, as a reader would; fail on what a reader would see.
 
-`python tools/browser_check.py` opens the home page and one chapter of `_docs/` (the first with a plot and math),
-from disk (`file://`) and from a local HTTP server (as `python -m http.server` serves it), at desktop and phone
-width, and writes screenshots to `_screenshots/`. It drives Chromium through the DevTools protocol over
-`--remote-debugging-pipe` (standard library only). On each page: no uncaught exception, console error or failed
-load; content, a title and navigation; math typeset without errors and no raw `$$`, `\\(` or `#|`; highlighted code;
-images loaded; no sideways scrolling on a phone; signatures not broken inside a name. On the home page (desktop):
-search finds the chapters, and each API name searched for shows its own entry as clean text; following a link
-to an API entry (`Learner`, `Adam`...) scrolls to that entry, not to a heading above it.
-Exit code 0 when all pass, 1 otherwise, 2 when Chromium is missing (`apt-get install -y chromium`).
+`python tools/browser_check.py` opens the home page and a chapter with a plot and math (or `--pages`), from disk and
+from a local HTTP server, at desktop and phone width (screenshots in `_screenshots/`), through the DevTools protocol
+over a pipe (standard library only). Fails on: a JavaScript error or failed load, an empty page, math not typeset,
+raw `$$`/`#|`, unhighlighted code, a broken image, sideways scrolling on a phone, a signature wrapped inside a name;
+on the home page, search not finding the chapters or not showing an API name's own entry as clean text, and a link
+to an API entry (`Learner`, `Adam`...) that does not scroll to it. Exit 0 ok, 1 failed, 2 no Chromium.
 """
 import argparse, base64, fcntl, functools, http.server, json, os, re, select, shutil, subprocess, sys, tempfile
 import threading, time

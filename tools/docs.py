@@ -1,19 +1,15 @@
 #!/usr/bin/env python
 """Build optlib's docs site offline into `_docs/`: `python tools/docs.py` (`--check` then checks it).
 
-Quarto (nbdev's renderer) cannot be installed everywhere, so the same site is built from registry packages:
-
-1. nbdev's own docs processors (what `nbdev_proc_nbs` hands Quarto) run on each notebook of the sidebar
-   (`nbs/sidebar.yml`, written by nbdev's `nbdev_sidebar`), each in a process of its own, cached by content. Only
-   the cells nbdev needs for `show_doc` run; committed outputs and plots are kept. Three things differ from nbdev:
-   a `@patch` method with its own `show_doc` is not documented a second time, a cell that imports and also does
-   other work runs only its imports and definitions, and `show_doc` renders the site's API entry: a heading whose
-   id is nbdev's link anchor, `class X(...)` for classes, defaults by name, lines that fit the page.
-2. Material for MkDocs with mkdocs-jupyter renders them (this file is also its hooks module: unique heading ids,
-   the table of contents, links for "chapter NN", a 404 page that works from disk); MathJax 3 and the search shim
-   are served from the site itself (fetched once from the npm registry into `.cache/docs/`), so the site works
-   from disk (`file://`) and from `python -m http.server`.
-3. A page of every optimizer, generated from `optlib.registry.optimizer_table()` (skipped while that is missing).
+What `nbdev_docs` would build, without Quarto: nbdev's own docs processors run on each notebook of the sidebar
+(`nbs/sidebar.yml`, from nbdev's `nbdev_sidebar`), in forks of a worker process, cached by content; only the cells
+`show_doc` needs run, committed outputs are kept. Unlike nbdev: a `@patch` method with its own `show_doc` is shown
+once, a cell that imports and does other work runs only its imports and definitions, and `show_doc` renders an API
+entry whose heading id is nbdev's link anchor, with `class X(...)` for classes, defaults by name and lines that fit.
+Material for MkDocs with mkdocs-jupyter renders the site (this file is also its hooks module: unique heading ids,
+the table of contents, links for "chapter NN", a 404 page that works from disk); MathJax and the search shim are
+served from the site (fetched once from npm), so it works from disk and from `python -m http.server`. A page of
+every optimizer is generated from `optlib.registry.optimizer_table()` (skipped while that is missing).
 """
 import argparse, collections, hashlib, html, json, os, re, runpy, shutil, subprocess, sys, tarfile, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
@@ -526,19 +522,12 @@ def parse_page(f):
     return p
 
 _re_math = re.compile(r'\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|(?<![\\$])\$(?!\$)(?:\\\$|[^$])+?(?<!\\)\$', re.S)
-_re_leak = re.compile(r'\$\$|\\\(|#\||\\(?:frac|sum|theta|alpha|beta|eta|lambda|nabla|left|right|mathbf|mathrm|sqrt|cdot)\b')
+_re_leak = re.compile(r'\$\$|\\\(|#\||^\s*:::|\{target=|\\(?:frac|sum|theta|alpha|beta|eta|lambda|nabla|left|right|mathbf|mathrm|sqrt|cdot)\b', re.M)
 
 def leaks(page):
     "Quarto/notebook syntax a reader would see: `$$`, `\\(` outside what MathJax typesets, `#|`, `:::`, `{target=`"
-    found = []
-    for t in page.prose:
-        rest = _re_math.sub(' ', t)
-        found += [f'{m.group(0)!r} in {t.strip()[:80]!r}' for m in _re_leak.finditer(rest)]
-        found += [f'fenced div in {t.strip()[:80]!r}' for _ in re.finditer(r'^\s*:::', t, re.M)]
-        found += [f'link attributes in {t.strip()[:80]!r}' for _ in re.finditer(r'\{target=', t)]
-    for t in page.code:
-        found += [f'{m.group(0)!r} in code {t.strip()[:80]!r}' for m in re.finditer(r'^\s*#\|', t, re.M)]
-    return found
+    found = [f'{m.group(0)!r} in {t.strip()[:80]!r}' for t in page.prose for m in _re_leak.finditer(_re_math.sub(' ', t))]
+    return found + [f'{m.group(0)!r} in code {t.strip()[:80]!r}' for t in page.code for m in re.finditer(r'^\s*#\|', t, re.M)]
 
 def api_names(lib='optlib'):
     "The public classes and functions of `{lib}.all`, as {name: object}"
