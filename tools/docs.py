@@ -207,7 +207,8 @@ def process(nbs, cfg, cache, workers=2, force=False):
         p.stdin.close(); p.wait()
         return failed
     if todo: log(f'processing {len(todo)} notebook(s) with nbdev ({len(out)-len(todo)} cached)')
-    with ThreadPoolExecutor(max(1, workers)) as ex: failed = sum(ex.map(drive, [todo[i::workers] for i in range(workers)]), [])
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        failed = sum(ex.map(drive, [j for i in range(max(1, workers)) if (j := todo[i::max(1, workers)])]), [])
     if failed: raise SystemExit('docs: nbdev could not process a notebook (a cell that imports and also uses names '
                                 'from cells nbdev does not run? see nbdev FAQ "imports and other code"):\n' + '\n'.join(failed))
     for f in cache.glob('*.ipynb'):
@@ -234,12 +235,14 @@ def optimizer_page(rows, chapters):
     "A notebook of one table: every optimizer of `rows` (`optimizer_table()`), each name linking to its API entry"
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
     def cell(md): return re.sub(r'^<p>(.*)</p>\s*$', r'\1', markdown2html_mistune(str(md or '')).strip(), flags=re.S)
+    def code(t): return f'`{t}`' if t and re.fullmatch(r'[\w.]+\.[\w.]+(\(.*\))?', str(t)) else t  # `torch.optim.SGD`
     body = []
     for r in rows:
-        fn = re.match(r'[\w.]+', r['constructor']).group(0)
+        ctor = re.sub(r' at 0x[0-9a-fA-F]+', '', str(r.get('constructor') or r['name']))
         page = chapters.get(str(r.get('chapter', '')).split('_')[0].lower(), f"{page_stem(r.get('chapter', ''))}.html")
-        tds = [f'<a href="{page}#{fn.lower()}">{html.escape(r["name"])}</a>',
-               *(cell(f'`{r[k]}`' if k == 'constructor' else r[k]) for k in list(OPT_COLUMNS)[1:])]
+        entry = re.match(r'[\w.]+', ctor).group(0).lower()  # the constructor's API entry
+        tds = [f'<a href="{page}#{entry}">{html.escape(r["name"])}</a>',
+               cell(r.get('update')), cell(r.get('paper')), cell(f'`{ctor}`'), cell(code(r.get('reference'))), cell(r.get('state'))]
         body.append('<tr>' + ''.join(f'<td>{t}</td>' for t in tds) + '</tr>')
     table = ('<div class="optimizer-table"><table>\n<thead><tr>' + ''.join(f'<th>{t}</th>' for t in OPT_COLUMNS.values())
              + '</tr></thead>\n<tbody>\n' + '\n'.join(body) + '\n</tbody>\n</table></div>')
