@@ -9,17 +9,9 @@ import re, sys
 from pathlib import Path
 import nbformat
 from nbconvert import MarkdownExporter
+from docs import directives  # the docs build's reading of `#|` lines (tools/ is on the path of a script run from it)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-def _directives(src):
-    return {m.group(1).strip(): m.group(2).strip() for m in re.finditer(r'^#\|\s*([\w-]+:?)\s*(.*)$', src, re.M)}
-
-def _strip_directives(src): return re.sub(r'^#\|.*\n?', '', src, flags=re.M).strip('\n')
-
-def _hidden(cell):
-    d = _directives(cell.source)
-    return 'hide' in d or d.get('include:') == 'false' or 'export' in d and 'exports' not in d
 
 def _merge_streams(outputs):
     "Join consecutive stream outputs of the same stream, so printed rows stay one block in markdown"
@@ -35,11 +27,11 @@ def readme_text(nb_path=ROOT/'nbs'/'index.ipynb'):
     cells = []
     for c in nb.cells:
         if c.cell_type == 'raw': continue
-        if c.cell_type == 'code' and _hidden(c): continue
         if c.cell_type == 'code':
-            c.source = _strip_directives(c.source)
+            d, c.source = directives(c.source)
+            if 'hide' in d or 'export' in d or d.get('include') == 'false': continue
+            if d.get('echo') == 'false': c.source = ''
             c.outputs = _merge_streams(c.outputs)
-            if _directives(nbformat.v4.new_code_cell(c.source).source).get('echo:') == 'false': c.source = ''
         cells.append(c)
     nb.cells = cells
     body, _ = MarkdownExporter().from_notebook_node(nb)
