@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SHAPES', 'OptimizerSpec', 'register', 'registered', 'get_spec', 'make_params', 'make_grads',
-           'groups_of', 'train_steps', 'values', 'run_spec', 'run_reference', 'max_diff', 'compare', 'check_resume',
-           'optimizer_table']
+           'groups_of', 'train_steps', 'values', 'run_spec', 'run_reference', 'max_diff', 'compare_to_reference',
+           'check_resume', 'optimizer_table']
 
-# %% ../nbs/09a_registry.ipynb #db503da6
+# %% ../nbs/09a_registry.ipynb #fde744b1
 import inspect, io
 from dataclasses import dataclass, field
 from typing import Callable
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from .optimizer import hyper_items, state_names
 
-# %% ../nbs/09a_registry.ipynb #5f731481
+# %% ../nbs/09a_registry.ipynb #d966c534
 @dataclass
 class OptimizerSpec:
     "One registered optimizer: how to build it, what it equals, and how to test it"
@@ -40,9 +40,11 @@ class OptimizerSpec:
 OPTIMIZERS = {}
 
 def register(spec) -> OptimizerSpec:
-    "Add `spec` to the registry `OPTIMIZERS` under its name (a name taken twice is an error)"
+    "Add `spec` to the registry `OPTIMIZERS` under its name: a name another chapter registered is an error; the same chapter registering it again (a notebook run twice) replaces it"
     if not isinstance(spec, OptimizerSpec): raise TypeError(f"register takes an OptimizerSpec, got {type(spec).__name__}")
-    if spec.name in OPTIMIZERS: raise ValueError(f"an optimizer named {spec.name!r} is registered already")
+    old = OPTIMIZERS.get(spec.name)
+    if old is not None and old.chapter != spec.chapter:
+        raise ValueError(f"an optimizer named {spec.name!r} is registered already, by chapter {old.chapter}")
     if (spec.reference is None) == (spec.formula is None): raise ValueError(f"{spec.name}: give exactly one of reference and formula")
     OPTIMIZERS[spec.name] = spec
     return spec
@@ -57,7 +59,7 @@ def get_spec(name) -> OptimizerSpec:
     if name not in OPTIMIZERS: raise KeyError(f"no optimizer {name!r} is registered; registered: {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[name]
 
-# %% ../nbs/09a_registry.ipynb #c48583fb
+# %% ../nbs/09a_registry.ipynb #05dcfb46
 SHAPES = [(5, 3), (4,), (2, 3, 2), (6,)]
 
 def make_params(dtype=torch.float64, shapes=SHAPES, seed=0):
@@ -82,7 +84,7 @@ def train_steps(opt, ps, grads, step=None):
         for p, g in zip(ps, gs): p.grad = None if g is None else g.clone()
         (step or opt.step)()
 
-# %% ../nbs/09a_registry.ipynb #2d9199f3
+# %% ../nbs/09a_registry.ipynb #6be345da
 def values(spec, opt) -> dict:
     "Every hyper-parameter of `opt` (its defaults), and the options of `spec` that are not hyper-parameters"
     hs = {k: v for k, v in hyper_items(opt.defaults).items()}
@@ -111,13 +113,13 @@ def run_reference(spec, opt, steps=100, dtype=torch.float64, shapes=SHAPES):
 
 def max_diff(ps, qs): return max((p.double() - q.double()).abs().max().item() for p, q in zip(ps, qs))
 
-def compare(spec, steps=100, dtype=torch.float64, **kw) -> float:
+def compare_to_reference(spec, steps=100, dtype=torch.float64, **kw) -> float:
     "The largest difference between `spec`'s optimizer (built with `kw`) and its reference after `steps` steps of the test problem"
     shapes = spec.shapes or SHAPES
     ps, opt = run_spec(spec, steps, dtype, shapes, **kw)
     return max_diff(ps, run_reference(spec, opt, steps, dtype, shapes))
 
-# %% ../nbs/09a_registry.ipynb #c143e040
+# %% ../nbs/09a_registry.ipynb #46ac8afc
 def check_resume(spec, steps=100, **kw) -> bool:
     "Whether stopping `spec`'s optimizer halfway, saving and loading its state dict into a new one resumes bit for bit"
     shapes = spec.shapes or SHAPES
@@ -131,7 +133,7 @@ def check_resume(spec, steps=100, **kw) -> bool:
     train_steps(opt2, ps2, grads[half:])
     return all(torch.equal(p, q) for p, q in zip(full, ps2))
 
-# %% ../nbs/09a_registry.ipynb #908d2085
+# %% ../nbs/09a_registry.ipynb #153c9c55
 def _state_per_param(spec):
     p = torch.zeros(3, 3, requires_grad=True)
     opt = spec.build([p])

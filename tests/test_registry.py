@@ -4,7 +4,7 @@ resumed bit for bit from a state dict saved with torch.save and read with torch.
 optimizer to the registry adds it here."""
 import pytest, torch
 import optlib.all
-from optlib.registry import OPTIMIZERS, compare, check_resume
+from optlib.registry import OPTIMIZERS, compare_to_reference, check_resume
 
 SPECS = sorted(OPTIMIZERS.values(), key=lambda s: s.name)
 IDS = [s.name for s in SPECS]
@@ -16,9 +16,9 @@ def test_registry_is_full():
 @pytest.mark.parametrize('spec', SPECS, ids=IDS)
 def test_equal_to_reference(spec):
     for fe in ([False, None] if 'multi_tensor' in spec.paths else [False]):
-        assert compare(spec, foreach=fe) < spec.tol, (spec.name, fe)
-    if spec.reference is not None: assert compare(spec, dtype=torch.float32) < spec.tol32, spec.name
-    if 'fused' in spec.paths: assert compare(spec, fused=True) < max(spec.tol, 1e-6), spec.name
+        assert compare_to_reference(spec, foreach=fe) < spec.tol, (spec.name, fe)
+    if spec.reference is not None: assert compare_to_reference(spec, dtype=torch.float32) < spec.tol32, spec.name
+    if 'fused' in spec.paths: assert compare_to_reference(spec, fused=True) < max(spec.tol, 1e-6), spec.name
 
 @pytest.mark.parametrize('spec', SPECS, ids=IDS)
 def test_resume(spec):
