@@ -6,4 +6,10 @@ from .multitensor import *
 from .schedulers import *
 from .data import *
 from .learner import *
+from .interop import *
+from .closures import *
+from .groups import *
+from .callbacks import *
+from .checkpoints import *
+from .distributed import *
 from .compare import *
