@@ -6,7 +6,7 @@
 __all__ = ['GradAccumCB', 'GradClipCB', 'clip_grad', 'MixedPrecisionCB', 'SkipNonFiniteCB', 'TrackerCallback',
            'ReduceLROnPlateau', 'EarlyStopping']
 
-# %% ../nbs/11c_callbacks.ipynb #7319c101
+# %% ../nbs/11c_callbacks.ipynb #4fd18e1e
 import torch
 from torch import nn
 from fastcore.basics import store_attr
@@ -14,7 +14,7 @@ from .optimizer import stepper, number, one_of
 from .learner import Callback, CancelBatchException, CancelFitException, MetricsCB, get_hyper, set_hyper_value
 from .interop import grads_finite
 
-# %% ../nbs/11c_callbacks.ipynb #62bec9df
+# %% ../nbs/11c_callbacks.ipynb #340a0db5
 class GradAccumCB(Callback):
     "Add up the gradients of `n` batches, each loss divided by `n`, and step once: the step of one batch `n` times bigger"
     order = 20
@@ -47,7 +47,7 @@ def clip_grad(p, max_norm, **kwargs):
     if not max_norm: return
     p.grad.mul_((max_norm / (p.grad.norm() + 1e-6)).clamp_max(1.))
 
-# %% ../nbs/11c_callbacks.ipynb #9366cc22
+# %% ../nbs/11c_callbacks.ipynb #9dd62345
 class MixedPrecisionCB(Callback):
     "Forward and loss under `torch.autocast(dtype)`, backward and step through a `GradScaler`: an inf/NaN gradient skips the step (counted in `n_skipped`)"
     order = 30
@@ -55,9 +55,10 @@ class MixedPrecisionCB(Callback):
         one_of(torch.bfloat16, torch.float16)('dtype', dtype); number(0, lo_open=True)('init_scale', init_scale)
         self.dtype, self.use_scaler, self.init_scale, self.n_skipped = dtype, scaler, init_scale, 0
 
-    def before_fit(self):
+    def check_fit(self):   # chapter 08: before anything changes
         others = [type(cb).__name__ for cb in self.learn.cbs if cb is not self and callable(getattr(type(cb), 'step', None))]
         if others: raise ValueError(f"MixedPrecisionCB cannot be used with {others}, which also replace the learner's step (GradScaler does not support closures)")
+    def before_fit(self):
         self.device_type = next(self.model.parameters()).device.type
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=self.init_scale, enabled=self.use_scaler)
         self.n_skipped, self._stepped = 0, False
@@ -93,7 +94,7 @@ class SkipNonFiniteCB(Callback):
         self.learn.train_iter -= 1    # not a step: the schedules wait for the optimizer
         raise CancelBatchException()
 
-# %% ../nbs/11c_callbacks.ipynb #bfb78399
+# %% ../nbs/11c_callbacks.ipynb #5f35b230
 class TrackerCallback(Callback):
     "Base class: watch `monitor` ('valid_loss' or a column of `MetricsCB`'s log) at the end of each epoch, and call `on_improve`/`on_plateau`"
     order, sits_out_lr_find = 70, True
@@ -105,6 +106,7 @@ class TrackerCallback(Callback):
 
     def before_fit(self):
         if self.reset_on_fit or self.best is None: self.best, self.wait = None, 0
+    def check_fit(self):   # chapter 08: a monitor nothing computes is reported before any log is wiped
         if self.monitor != 'valid_loss':
             m = getattr(self.learn, 'metrics', None)
             names = ['valid_loss'] + ([f'{ph}_{k}' for ph in ('train', 'valid') for k in ['loss', *m.metrics]] if isinstance(m, MetricsCB) else [])
