@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFitException', 'CancelEpochException',
            'CancelTrainException', 'CancelValidException', 'CancelBatchException', 'Learner', 'default_device',
-           'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'smooth_ema', 'Recorder', 'ProgressCB']
+           'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB']
 
 # %% ../nbs/08_learner.ipynb #38359c3a
-import numbers, re
+import math, numbers, re, sys, warnings
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr, listify, patch
-from fastprogress.fastprogress import master_bar, progress_bar
+from .optimizer import check_hyper
 
 # %% ../nbs/08_learner.ipynb #e73f1a65
 _TORCH_KEYS = {'mom': ['momentum', ('betas', 0)], 'sqr_mom': [('betas', 1), 'alpha'], 'wd': ['weight_decay']}
@@ -64,7 +64,7 @@ def hyper_names(group):
     return list(dict.fromkeys(names))
 
 # %% ../nbs/08_learner.ipynb #1f056aa7
-_EVENTS = ('before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
+_EVENTS = ('check_fit before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
            'after_batch after_train before_validate after_validate after_epoch after_fit').split()
 _CANCEL_EVENTS = [f'after_cancel_{e}' for e in ('fit', 'epoch', 'train', 'validate', 'batch')]
 
@@ -100,28 +100,49 @@ class CancelValidException(Exception): "Raise in a callback to skip the rest of 
 class CancelBatchException(Exception): "Raise in a callback to skip the rest of this batch (e.g. after `backward`: no step, no `zero_grad`)"
 
 # %% ../nbs/08_learner.ipynb #de9eaac7
+def _check_lr(lr, what='lr'):
+    "Refuse an `lr` that is not a finite real number (or one-element tensor), then apply the optimizer's own check (`check_hyper`)"
+    if isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.dtype != torch.bool: value = lr.item()
+    elif isinstance(lr, numbers.Real) and not isinstance(lr, bool): value = lr
+    else: raise TypeError(f'{what} must be a real number, got {lr!r}')
+    if math.isinf(value): raise ValueError(f'invalid {what}: {value} (must be finite)')
+    check_hyper('lr', value)
+
 class Learner:
-    "Train `model` on `dls` with `loss_func` and the optimizer `opt_func(params, lr=lr)`; `cbs` observe and change the loop"
+    "Train `model` on `dls` with `loss_func` and the optimizer `opt_func(params, lr=lr)`; `cbs` observe and change the loop, with one of each `default_cbs` class added unless given"
+    default_cbs = ()
     def __init__(self, model, dls, loss_func=F.cross_entropy, lr=1e-2, cbs=None, opt_func=None):
+        _check_lr(lr)
+        for name, f in (('loss_func', loss_func), ('opt_func', opt_func)):
+            if f is not None and not callable(f): raise TypeError(f'{name} must be callable, got {f!r}')
         store_attr('model,dls,loss_func,lr,opt_func')
-        self.cbs, self.opt, self.preds, self.loss, self.batch = [], None, None, None, None
-        self.training, self.epoch, self.n_epoch, self.iter, self.n_iter, self.train_iter, self.pct_train = False, 0, 0, 0, 0, 0, 0.
-        self.add_cbs(cbs)
+        self.cbs, self.opt, self.preds, self.loss, self.batch, self.dl = [], None, None, None, None, None
+        self.training, self.epoch, self.iter, self.n_iter = False, 0, 0, 0
+        self.n_epoch, self.epochs, self.do_train, self.do_valid, self.train_iter, self.pct_train = 0, range(0), True, True, 0, 0.
+        cbs = listify(cbs)
+        self.add_cbs([c() for c in self.default_cbs if not any(isinstance(cb, c) for cb in cbs)] + cbs)
 
     def add_cbs(self, cbs):
-        "Attach callbacks (instances): each gets `.learn` and becomes `learn.<cb.name>` unless that name is taken"
-        for cb in listify(cbs):
-            if isinstance(cb, type) or not isinstance(cb, Callback):
-                raise TypeError(f'callbacks must be Callback instances, got {cb!r}')
+        "Attach callbacks (instances, not yet attached): each gets `.learn` and becomes `learn.<cb.name>` unless that name is taken by something else; all are checked before any is attached"
+        cbs = listify(cbs)
+        for i, cb in enumerate(cbs):
+            if isinstance(cb, type): raise TypeError(f'callbacks must be Callback instances, got the class {cb.__name__} (did you mean {cb.__name__}()?)')
+            if not isinstance(cb, Callback): raise TypeError(f'callbacks must be Callback instances, got {cb!r}')
+            if any(cb is c for c in cbs[:i]): raise ValueError(f'{cb!r} is given twice')
+            if any(cb is c for c in self.cbs): raise ValueError(f'{cb!r} is already attached to this learner')
+        for cb in cbs:
             cb.learn = self
             self.cbs.append(cb)
             if not hasattr(self, cb.name) or isinstance(getattr(self, cb.name), Callback): setattr(self, cb.name, cb)
 
     def remove_cbs(self, cbs):
-        "Detach callbacks, and the learner attributes that named them"
+        "Detach callbacks; a learner attribute that named one names the latest remaining callback of that name, or goes"
         for cb in listify(cbs):
-            if cb in self.cbs: self.cbs.remove(cb)
-            if getattr(self, cb.name, None) is cb: delattr(self, cb.name)
+            self.cbs = [c for c in self.cbs if c is not cb]
+            if getattr(self, cb.name, None) is cb:
+                others = [c for c in self.cbs if c.name == cb.name]
+                if others: setattr(self, cb.name, others[-1])
+                else: delattr(self, cb.name)
 
     def callback(self, event):
         "Call method `event` of every callback that has one, in increasing `order`"
@@ -201,20 +222,68 @@ def _all_epochs(self:Learner):
     for self.epoch in self.epochs: self._with_events(self._one_epoch, 'epoch', CancelEpochException)
 
 # %% ../nbs/08_learner.ipynb #93f94915
+def _check_fit_args(n_epoch, lr, train, valid):
+    "Refuse bad `fit` arguments with a TypeError or ValueError naming them"
+    if isinstance(n_epoch, bool) or not isinstance(n_epoch, numbers.Integral): raise TypeError(f'n_epoch must be an int, got {n_epoch!r}')
+    if n_epoch < 0: raise ValueError(f'n_epoch must be >= 0, got {n_epoch}')
+    if lr is not None: _check_lr(lr)
+    for name, v in (('train', train), ('valid', valid)):
+        if not isinstance(v, bool): raise TypeError(f'{name} must be True or False, got {v!r}')
+
+_FIT_PLAN = ('n_epoch', 'epochs', 'do_train', 'do_valid', 'train_iter', 'pct_train')
+
+@patch
+def _plan_and_check(self:Learner, n_epoch, train, valid):
+    "Set the coming fit's plan and optimizer, and run every callback's `check_fit`; on failure put all of it back"
+    saved, made_opt = {k: getattr(self, k) for k in _FIT_PLAN}, self.opt is None
+    try:
+        self.n_epoch, self.epochs, self.do_train, self.do_valid = int(n_epoch), range(n_epoch), train, valid
+        self.train_iter, self.pct_train = 0, 0.
+        if made_opt: self.create_opt()
+        self.callback('check_fit')
+    except BaseException:
+        for k, v in saved.items(): setattr(self, k, v)
+        if made_opt: self.opt = None
+        raise
+
+@patch
+def _clean_up(self:Learner, cbs):
+    "`after_fit` of each of `cbs` after a failed fit; an error there becomes a warning, so the fit's own error is the one raised"
+    for cb in cbs:
+        method = getattr(cb, 'after_fit', None)
+        if method is None: continue
+        try: method()
+        except Exception as e: warnings.warn(f'{type(cb).__name__}.after_fit failed while cleaning up after an error: {e!r}', stacklevel=4)
+
+@patch
+def _fit(self:Learner):
+    "The fit level: `before_fit`, the epochs, `after_fit`; after an error, `after_fit` for the callbacks whose `before_fit` completed"
+    started = []
+    try:
+        for cb in sorted(self.cbs, key=lambda c: c.order):
+            method = getattr(cb, 'before_fit', None)
+            if method is not None: method()
+            started.append(cb)
+        self._all_epochs()
+    except CancelFitException: self.callback('after_cancel_fit')
+    except BaseException:
+        self._clean_up(started)
+        raise
+    self.callback('after_fit')
+
+# %% ../nbs/08_learner.ipynb #6c8c8c81
 @patch
 def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
-    "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only"
-    if not (isinstance(n_epoch, int) and n_epoch >= 0): raise ValueError(f'n_epoch must be an int >= 0, got {n_epoch!r}')
+    "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only. Arguments and callbacks' `check_fit` are checked before anything changes"
+    _check_fit_args(n_epoch, lr, train, valid)
     cbs = listify(cbs)
     self.add_cbs(cbs)
     try:
-        self.n_epoch, self.epochs, self.do_train, self.do_valid = n_epoch, range(n_epoch), train, valid
-        self.train_iter, self.pct_train = 0, 0.
-        if lr is not None: self.lr = lr
-        if self.opt is None: self.create_opt()
+        self._plan_and_check(n_epoch, train, valid)
         if lr is not None:
+            self.lr = lr
             for g in self.opt.param_groups: set_hyper_value(g, 'lr', lr)
-        self._with_events(self._all_epochs, 'fit', CancelFitException)
+        self._fit()
     finally: self.remove_cbs(cbs)
 
 # %% ../nbs/08_learner.ipynb #bea5a23a
@@ -234,6 +303,10 @@ class DeviceCB(Callback):
     "Put the model on `device` before training and each batch on it as it arrives (default: `default_device()`)"
     order, name = -10, 'device_cb'
     def __init__(self, device=None): self.device = torch.device(device) if device is not None else default_device()
+    def check_fit(self):
+        "Refuse a device this machine does not have, before the fit changes anything"
+        try: torch.empty(0, device=self.device)
+        except (RuntimeError, AssertionError) as e: raise ValueError(f'DeviceCB: device {self.device} is not available here ({e})') from e
     def before_fit(self): self.model.to(self.device)
     def before_batch(self): self.learn.batch = to_device(self.batch, self.device)
 
@@ -242,7 +315,18 @@ def accuracy(preds, targs):
     "Fraction of rows of `preds` whose largest entry is at the index given by `targs`"
     return (preds.argmax(dim=-1) == targs).float().mean()
 
-def _print_row(cells): print('  '.join(f'{c:>12}' for c in cells))
+def _format_row(cells): return '  '.join(f'{c:>12}' for c in cells)
+def _print_row(cells): print(_format_row(cells))
+
+class _Means:
+    "Per-example means of the loss and `metrics` over batches of any size: each batch weighs as many items as it has"
+    def __init__(self, metrics): self.metrics, self.n, self.sums = metrics, 0, dict.fromkeys(['loss', *metrics], 0.)
+    def add(self, loss, preds, targs):
+        n = len(targs); self.n += n
+        self.sums['loss'] += float(loss.detach()) * n
+        with torch.no_grad():
+            for k, f in self.metrics.items(): self.sums[k] += float(f(preds.detach(), targs)) * n
+    def means(self): return {k: v / self.n for k, v in self.sums.items()}
 
 class MetricsCB(Callback):
     "Per epoch: mean loss and `metrics` (default: `accuracy`) on training and validation batches, in `.log` and shown by `writer`"
@@ -252,27 +336,45 @@ class MetricsCB(Callback):
         self.show, self.writer, self.log = show, _print_row, []
 
     def before_fit(self): self.log, self._header = [], None
-    def before_epoch(self): self._sums = {}
+    def before_epoch(self): self._means = {}
 
     def after_batch(self):
         if self.learn.loss is None: return
-        n = len(self.yb)
-        sums = self._sums.setdefault('train' if self.training else 'valid', {'n': 0, 'loss': 0., **dict.fromkeys(self.metrics, 0.)})
-        sums['n'] += n
-        sums['loss'] += self.loss.item() * n
-        with torch.no_grad():
-            for k, f in self.metrics.items(): sums[k] += float(f(self.preds.detach(), self.yb)) * n
+        self._means.setdefault('train' if self.training else 'valid', _Means(self.metrics)).add(self.loss, self.preds, self.yb)
 
     def after_epoch(self):
         row = {'epoch': self.epoch}
-        for phase, sums in self._sums.items():
-            for k in ['loss', *self.metrics]: row[f'{phase}_{k}'] = sums[k] / sums['n']
+        for phase, m in self._means.items(): row.update({f'{phase}_{k}': v for k, v in m.means().items()})
         self.log.append(row)
         if self.show: self._show(row)
 
     def _show(self, row):
         if self._header is None: self._header = list(row); self.writer(self._header)
         self.writer([str(row[k]) if k == 'epoch' else f'{row[k]:.4f}' if k in row else '-' for k in self._header])
+
+# %% ../nbs/08_learner.ipynb #4de6898b
+def evaluate(model, dl, loss_func=F.cross_entropy, metrics=None):
+    "Mean loss and `metrics` (default: `accuracy`) of `model` over every batch of `dl`, as a dict; in eval mode without gradients, the model's mode put back after"
+    means, was_training = _Means({'accuracy': accuracy} if metrics is None else dict(metrics)), model.training
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in dl:
+                xb, yb = to_device(batch, device)
+                preds = model(xb)
+                means.add(loss_func(preds, yb), preds, yb)
+    finally: model.train(was_training)
+    if means.n == 0: raise ValueError('evaluate: the loader gave no items')
+    return means.means()
+
+@patch
+def evaluate(self:Learner, dl=None, metrics=None):
+    "Loss and metrics of the learner's model on `dl` (default: `dls.test`), with its `loss_func` and its `MetricsCB`'s metrics (else accuracy); no callback runs"
+    if dl is None: dl = getattr(self.dls, 'test', None)
+    if dl is None: raise ValueError('evaluate: these DataLoaders have no test loader (DataLoaders.from_splits makes one); pass dl=')
+    if metrics is None and isinstance(getattr(self, 'metrics', None), MetricsCB): metrics = self.metrics.metrics
+    return evaluate(self.model, dl, self.loss_func, metrics)
 
 # %% ../nbs/08_learner.ipynb #51f90e41
 def smooth_ema(values, beta=0.98):
@@ -331,42 +433,67 @@ class Recorder(Callback):
         "The schedules the hyper-parameters followed: the same plot as `plot_hps`"
         return self.plot_hps(names, ncols)
 
+# %% ../nbs/08_learner.ipynb #68de7150
+Learner.default_cbs = (Recorder,)
+
 # %% ../nbs/08_learner.ipynb #b8b8fb44
+def _tqdm():
+    "The bar class of `tqdm.auto` (the notebook widget where it can draw, else text), without its warning when `ipywidgets` is missing"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from tqdm.auto import tqdm
+    return tqdm
+
+def _redraws_in_place(bar, file):
+    "Whether nested bars of class `bar` writing to `file` can redraw in place: a notebook widget, or a terminal"
+    from tqdm.notebook import tqdm_notebook
+    if issubclass(bar, tqdm_notebook): return True
+    isatty = getattr(file if file is not None else sys.stderr, 'isatty', None)
+    return bool(isatty and isatty())
+
+# %% ../nbs/08_learner.ipynb #fc963bb2
 class ProgressCB(Callback):
-    "Progress bars for epochs and batches (fastprogress); in a notebook, with `plot`, a live plot of the losses"
+    "Progress bars (tqdm, or the class `bar`) for the epochs and, if `nested` (default: where they redraw in place), the batches of each phase, with the last loss; `MetricsCB`'s rows written above them; `kwargs` go to every bar"
     order = MetricsCB.order + 1
-    def __init__(self, plot=True, plot_every=25): store_attr()
+    def __init__(self, file=None, nested=None, bar=None, **kwargs):
+        self.file, self.nested, self.bar, self.kwargs, self._bars, self._metrics = file, nested, bar, kwargs, [], None
+
+    def _open(self, it, **kwargs):
+        b = self._bar(it, file=self.file, **{**self.kwargs, **kwargs})
+        self._bars.append(b)
+        return b
 
     def before_fit(self):
-        self.learn.epochs = self.mb = master_bar(self.learn.epochs)
-        self.losses, self.valid_losses, self._metrics = [], [], getattr(self.learn, 'metrics', None)
+        self._bar = self.bar or _tqdm()
+        self._nested = _redraws_in_place(self._bar, self.file) if self.nested is None else self.nested
+        self.learn.epochs = self._open(self.learn.epochs, desc='epoch')
+        self._metrics = getattr(self.learn, 'metrics', None)
         if isinstance(self._metrics, MetricsCB):
-            self._old_writer, self._metrics.writer = self._metrics.writer, lambda cells: self.mb.write(cells, table=True)
+            self._old_writer, self._metrics.writer = self._metrics.writer, self._write_row
 
-    def _wrap_dl(self): self.learn.dl = progress_bar(self.learn.dl, leave=False, parent=self.mb)
-    def before_train(self): self._wrap_dl()
-    def before_validate(self): self._wrap_dl(); self._valid_sum, self._valid_n = 0., 0
+    def _write_row(self, cells):
+        "A row of the metrics table, above the bars; flushed, so that it stays in order with the bars' stream"
+        self._bar.write(_format_row(cells), file=self.file)
+        (self.file or sys.stdout).flush()
+
+    def _open_dl(self, desc):
+        if self._nested: self.learn.dl = self._open(self.dl, desc=desc, leave=False)
+    def before_train(self): self._open_dl('train')
+    def before_validate(self): self._open_dl('valid')
 
     def after_batch(self):
         if self.learn.loss is None: return
-        loss = self.loss.item()
-        self.dl.comment = f'{loss:.3f}'
-        if self.training:
-            self.losses.append(loss)
-            if self.plot and len(self.losses) % self.plot_every == 0: self._plot()
-        else: self._valid_sum, self._valid_n = self._valid_sum + loss*len(self.yb), self._valid_n + len(self.yb)
+        if self._is_bar(self.dl): self.dl.set_postfix_str(f'loss {self.loss.item():.3f}', refresh=False)
+        else: self.epochs.set_postfix_str(f'{"train" if self.training else "valid"} loss {self.loss.item():.3f}', refresh=False)
 
-    def after_validate(self):
-        if self._valid_n: self.valid_losses.append((self.train_iter, self._valid_sum/self._valid_n))
-
-    def after_epoch(self):
-        if self.plot: self._plot()
-
-    def _plot(self):
-        graphs = [[list(range(len(self.losses))), self.losses]]
-        if self.valid_losses: graphs.append([list(x) for x in zip(*self.valid_losses)])
-        total = self.n_epoch * len(self.dls.train) if self.do_train else 1
-        self.mb.update_graph(graphs, x_bounds=[0, max(total, 1)])
+    def _is_bar(self, o): return any(b is o for b in self._bars)    # by identity: tqdm's == compares positions
+    def _close_dl(self):
+        if self._is_bar(self.dl): self.dl.close(); self._bars = [b for b in self._bars if b is not self.dl]
+    def after_train(self): self._close_dl()
+    def after_validate(self): self._close_dl()
 
     def after_fit(self):
+        for b in reversed(self._bars): b.close()
+        self._bars = []
         if isinstance(self._metrics, MetricsCB): self._metrics.writer = self._old_writer
+        self._metrics = None
