@@ -5,18 +5,18 @@
 # %% auto #0
 __all__ = ['sgd_step', 'weight_decay', 'l2_reg', 'NOT_HYPERS', 'UNIT', 'HYPER_CHECKS', 'stepper', 'declared', 'get_defaults',
            'stepper_name', 'hyper_items', 'number', 'one_of', 'hyper_check', 'check_hyper', 'as_chain',
-           'chain_defaults', 'chain_checks', 'init_state', 'state_names', 'check_group', 'check_returned',
-           'run_stepper', 'check_state_dict', 'as_param_groups', 'normalize_group', 'HyperView', 'even_mults',
-           'per_group', 'Optimizer']
+           'chain_defaults', 'chain_checks', 'init_state', 'state_names', 'group_checks', 'check_group',
+           'check_returned', 'run_stepper', 'check_state_dict', 'as_param_groups', 'normalize_group', 'HyperView',
+           'even_mults', 'per_group', 'Optimizer']
 
-# %% ../nbs/09_optimizer.ipynb #4f7332ee
+# %% ../nbs/09_optimizer.ipynb #89900836
 import functools, inspect, math
 from collections.abc import Iterable, MutableMapping
 from numbers import Real
 import torch
 from torch import Tensor
 
-# %% ../nbs/09_optimizer.ipynb #47915330
+# %% ../nbs/09_optimizer.ipynb #c23a95b2
 def sgd_step(p, lr, **kwargs):
     "Plain SGD: `p -= lr * grad`"
     p.add_(p.grad, alpha=-lr)
@@ -29,7 +29,7 @@ def l2_reg(p, wd, **kwargs):
     "L2 regularisation: `grad += wd * p`, the gradient of `wd/2 * p**2` added to the loss's"
     if wd != 0: p.grad.add_(p, alpha=wd)
 
-# %% ../nbs/09_optimizer.ipynb #0f5c046f
+# %% ../nbs/09_optimizer.ipynb #8320f80a
 def stepper(f=None, *, init=None, multi_tensor=False, checks=None, **defaults):
     "Declare what stepper `f` needs: `defaults` of the hyper-parameters it adds, its per-parameter state (`init(p) -> dict`), `checks` of its hyper-parameters, and whether it may be called on a group of tensors (`multi_tensor`)"
     if f is None: return functools.partial(stepper, init=init, multi_tensor=multi_tensor, checks=checks, **defaults)
@@ -40,7 +40,7 @@ sgd_step = stepper(sgd_step, multi_tensor=True)
 weight_decay = stepper(weight_decay, multi_tensor=True, wd=0.)
 l2_reg = stepper(l2_reg, multi_tensor=True, wd=0.)
 
-# %% ../nbs/09_optimizer.ipynb #2528c802
+# %% ../nbs/09_optimizer.ipynb #a108ab05
 def declared(s, name, default=None):
     "What stepper `s` (a function, or a `functools.partial` of one) declares as `name`: 'defaults', 'init', 'multi_tensor' or 'checks'"
     while isinstance(s, functools.partial) and not hasattr(s, name): s = s.func
@@ -59,7 +59,7 @@ def stepper_name(s) -> str:
         return f"{stepper_name(s.func)}({', '.join(f'{k}={v!r}' for k, v in s.keywords.items())})"
     return getattr(s, '__name__', type(s).__name__)
 
-# %% ../nbs/09_optimizer.ipynb #c78741ef
+# %% ../nbs/09_optimizer.ipynb #312d3152
 NOT_HYPERS = frozenset({'params', 'param_names', 'steppers',                                   # what a group holds
                         'initial_lr', 'max_lr', 'min_lr', 'base_lr', 'base_momentum', 'max_momentum',  # torch's schedulers
                         'differentiable', 'foreach', 'fused', 'maximize', 'capturable'})      # torch's optimizer flags
@@ -68,7 +68,7 @@ def hyper_items(group) -> dict:
     "The hyper-parameters of param `group`: every entry but the tensors, their names, the steppers and torch's bookkeeping"
     return {k: v for k, v in group.items() if k not in NOT_HYPERS}
 
-# %% ../nbs/09_optimizer.ipynb #1ed5e91e
+# %% ../nbs/09_optimizer.ipynb #327eec85
 def _describe(lo, hi, lo_open, hi_open, integer):
     if lo is not None and hi is not None: r = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
     elif lo is not None: r = f"{'>' if lo_open else '>='} {lo}"
@@ -113,7 +113,7 @@ def check_hyper(name, value, checks=None):
     "Raise a ValueError or TypeError naming `name` if `value` is not a valid value of it (`checks`: a stepper's own, else the library's)"
     hyper_check(name, checks)(name, value)
 
-# %% ../nbs/09_optimizer.ipynb #6f7e941a
+# %% ../nbs/09_optimizer.ipynb #114933cf
 def as_chain(steppers) -> tuple:
     "A stepper, or a list of them, as a chain: a tuple of callables"
     chain = tuple(steppers) if isinstance(steppers, (list, tuple)) else (steppers,)
@@ -159,6 +159,11 @@ def _chain_needs(chain, hyper_names):
         missing = [n for n in _required(s) if n not in hyper_names and n not in state]
         if missing: raise ValueError(f"stepper {stepper_name(s)} needs hyper-parameter(s) {missing}, which no default or keyword argument sets (have: {sorted(hyper_names)})")
 
+def group_checks(opt, group):
+    "The checks that apply to the hyper-parameters of `group` of `opt`: for an optlib group, the optimizer's own (`opt.checks`) and its steppers'; None (the library's) for a torch one"
+    if 'steppers' not in group: return None
+    return {**getattr(opt, 'checks', {}), **chain_checks(group['steppers'])}
+
 def check_group(group, checks=None):
     "Raise naming the problem if a param group's hyper-parameters are invalid or a stepper of its chain needs a name nobody provides"
     chain, hypers = as_chain(group['steppers']), hyper_items(group)
@@ -166,7 +171,7 @@ def check_group(group, checks=None):
     for k, v in hypers.items(): check_hyper(k, v, checks)
     _chain_needs(chain, frozenset(hypers))
 
-# %% ../nbs/09_optimizer.ipynb #f0089f32
+# %% ../nbs/09_optimizer.ipynb #1f3b040f
 def check_returned(s, r) -> dict:
     "The state `r` that stepper `s` returned, checked to be state its `init` declares"
     names = state_names(s)
@@ -179,7 +184,7 @@ def run_stepper(s, p, hypers, state):
     r = s(p, **hypers, **state)
     if r: state.update(check_returned(s, r))
 
-# %% ../nbs/09_optimizer.ipynb #a2991c4a
+# %% ../nbs/09_optimizer.ipynb #2fd832a2
 def _shape_check(i, k, v, p):
     if isinstance(v, Tensor) and v.dim() > 0 and v.shape != p.shape:
         raise ValueError(f"state {k!r} of parameter {i} has shape {tuple(v.shape)}, the parameter {tuple(p.shape)}: saved for other parameters?")
@@ -213,7 +218,7 @@ def check_state_dict(opt, sd):
                              (f"has {extra}, which this optimizer does not keep" if extra else '') + ": saved by another optimizer?")
         for k, v in st.items(): _shape_check(j, k, v, p)
 
-# %% ../nbs/09_optimizer.ipynb #0b380359
+# %% ../nbs/09_optimizer.ipynb #386e5c91
 def _is_group(o): return isinstance(o, Iterable) and not isinstance(o, (Tensor, dict, str)) and not (isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str))
 
 def as_param_groups(params) -> list:
@@ -242,7 +247,7 @@ def normalize_group(group, defaults, explicit=()) -> dict:
         seen[id(t)] = i
     return g
 
-# %% ../nbs/09_optimizer.ipynb #a6a79261
+# %% ../nbs/09_optimizer.ipynb #efae5f49
 class HyperView(MutableMapping):
     "A live, checked view of one param group's hyper-parameters"
     def __init__(self, group, checks=None): self.group, self.checks = group, checks
@@ -251,14 +256,14 @@ class HyperView(MutableMapping):
         return self.group[k]
     def __setitem__(self, k, v):
         if k not in hyper_items(self.group): raise KeyError(f"the group has no hyper-parameter {k!r} (it has {sorted(hyper_items(self.group))})")
-        check_hyper(k, v, {**(self.checks or {}), **chain_checks(self.group.get('steppers', ()))})
+        check_hyper(k, v, {**(self.checks or {}), **chain_checks(as_chain(self.group.get('steppers', ())))})
         self.group[k] = v
     def __delitem__(self, k): raise TypeError("hyper-parameters cannot be deleted: the steppers read them")
     def __iter__(self): return iter(hyper_items(self.group))
     def __len__(self): return len(hyper_items(self.group))
     def __repr__(self): return repr(dict(self))
 
-# %% ../nbs/09_optimizer.ipynb #bbd4d9e1
+# %% ../nbs/09_optimizer.ipynb #608eae1c
 def even_mults(start, stop, n):
     "`n` values from `start` to `stop`, evenly spaced on a log scale"
     if n == 1: return [stop]
@@ -271,7 +276,7 @@ def per_group(v, n, name='value'):
     if len(vs) != n: raise ValueError(f"{name}: got {len(vs)} values for {n} parameter groups")
     return vs
 
-# %% ../nbs/09_optimizer.ipynb #37e65977
+# %% ../nbs/09_optimizer.ipynb #7e467acf
 class Optimizer(torch.optim.Optimizer):
     "Parameter groups with hyper-parameters, each updated by its chain of steppers; a `torch.optim.Optimizer`"
     checks = {}   # checks of hyper-parameters a subclass reads itself (steppers declare their own)
