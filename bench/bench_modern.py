@@ -5,9 +5,9 @@ against their reference implementations, side by side in one process, and count 
 References: torch.optim.Muon + torch.optim.AdamW (Muon's convolutions flattened to matrices, as optlib does), schedulefree's
 AdamWScheduleFree, prodigyopt's Prodigy, torch.optim.Adafactor: each built with its defaults from optlib's values by the
 registry entry (`reference`). Two parameter sets: the shapes of a ResNet-18 (62 tensors, 11.7M values) and 400 matrices
-of 8x8. Every optimizer gets its own copy of the same parameters and gradients and takes two steps before timing. In each
+of 8x8. Every optimizer gets its own copy of the same parameters and takes two steps before timing. In each
 round optlib's default path and the reference each take one step, one right after the other (which one goes first
-alternates), and the ratio of the pair is kept: the table gives the median time per step and the median ratio (< 1: optlib
+alternates; the gradients are set before each step, untimed, from a few fixed random sets), and the ratio of the pair is kept: the table gives the median time per step and the median ratio (< 1: optlib
 is faster), and the state each keeps per parameter value (tensors only). The machine may be shared: compare ratios.
 
     python bench/bench_modern.py                        # the table (a few minutes on 2 cores: Muon's matrix products)
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
 import optlib.all   # every chapter's optimizers, registered
 from optlib.registry import get_spec, values
-from bench_step import resnet18_shapes, make_params, make_grads, copy_params, state_bytes
+from bench_step import resnet18_shapes, make_params, make_grads, state_bytes
 
 METHODS = ('muon_adamw', 'schedulefree_adamw', 'prodigy', 'adafactor')
 
@@ -48,20 +48,31 @@ def agreement(shapes, paths, steps=3):
         out[n] = ps
     return max((a - b).abs().max().item() for a, b in zip(out['optlib'], out['reference']))
 
-def time_pair(shapes, paths, rounds):
-    base, grads = make_params(shapes), make_grads(shapes, 0)
-    opts = {n: make(copy_params(base, grads)) for n, make in paths.items()}
-    for o in opts.values():
-        for _ in range(2): o.step()
+def time_pair(shapes, paths, rounds, sets=4):
+    """Median ms per step of each path and the median ratio optlib / reference over adjacent pairs. Before each step an
+    optimizer's gradients are set (untimed) to one of `sets` fixed random sets, the same for both: the references may
+    change gradients in place (schedulefree divides them), and a gradient that never changes makes Prodigy's d grow
+    without bound"""
+    base, grads = make_params(shapes), [make_grads(shapes, k) for k in range(sets)]
+    params = {n: [p.clone() for p in base] for n in paths}            # each path its own tensors and gradients
+    for ps in params.values():
+        for p, g in zip(ps, grads[0]): p.grad = g.clone()
+    opts = {n: make(params[n]) for n, make in paths.items()}
+    def set_grads(n, k):
+        for p, g in zip(params[n], grads[k]): p.grad.copy_(g)
+    for n, o in opts.items():
+        for k in range(2): set_grads(n, k); o.step()
     times, ratios = {n: [] for n in opts}, []
-    def timed(n):
+    def timed(n, k):
+        set_grads(n, k)
         t0 = time.perf_counter(); opts[n].step(); dt = time.perf_counter() - t0
         times[n].append(dt); return dt
     gc.collect(); gc.disable()
     try:
         for r in range(rounds):
-            if r % 2: b, a = timed('reference'), timed('optlib')
-            else: a, b = timed('optlib'), timed('reference')
+            k = r % sets
+            if r % 2: b, a = timed('reference', k), timed('optlib', k)
+            else: a, b = timed('optlib', k), timed('reference', k)
             ratios.append(a / b)
     finally: gc.enable()
     n = sum(torch.Size(s).numel() for s in shapes)
@@ -72,7 +83,7 @@ def run(quick=False, rounds=None):
     for set_name, shapes in param_sets(quick).items():
         rows = res['sets'][set_name] = {}
         big = sum(torch.Size(s).numel() for s in shapes) > 1e6
-        r = rounds or (2 if quick else (9 if big else 31))
+        r = rounds or (2 if quick else (15 if big else 41))
         res.setdefault('rounds_by_set', {})[set_name] = r
         for m in METHODS:
             paths, ref_name = builders(m)
