@@ -2,6 +2,7 @@
 from .optimizer import *
 from .registry import *
 from .stateful import *
+from .modern import *
 from .multitensor import *
 from .schedulers import *
 from .data import *
