@@ -8,14 +8,14 @@ __all__ = ['get_hyper', 'set_hyper_value', 'hyper_names', 'Callback', 'CancelFit
            'to_device', 'DeviceCB', 'accuracy', 'MetricsCB', 'evaluate', 'smooth_ema', 'Recorder', 'ProgressCB',
            'rng_snapshot', 'check_rng', 'rng_restore']
 
-# %% ../nbs/08_learner.ipynb #5cb88c64
+# %% ../nbs/08_learner.ipynb #164cd769
 import math, numbers, re, sys, warnings
 import torch
 import torch.nn.functional as F
 from fastcore.basics import store_attr, listify, patch
 from .optimizer import check_hyper, number, NOT_HYPERS
 
-# %% ../nbs/08_learner.ipynb #155c7fb4
+# %% ../nbs/08_learner.ipynb #5b06272b
 _TORCH_KEYS = {'mom': ['momentum', ('betas', 0)], 'sqr_mom': [('betas', 1), 'alpha'], 'wd': ['weight_decay']}
 _OPTLIB_NAME = {'momentum': 'mom', 'alpha': 'sqr_mom', 'weight_decay': 'wd'}
 
@@ -30,14 +30,14 @@ def _locate(group, name):
         if (loc[0] if isinstance(loc, tuple) else loc) in group: return loc
     return None
 
-# %% ../nbs/08_learner.ipynb #b5417227
+# %% ../nbs/08_learner.ipynb #ed799513
 def get_hyper(group, name):
     "Value of hyper-parameter `name` (optlib spelling: `lr`, `mom`, `sqr_mom`, `wd`, ...) in param `group`, or None"
     loc = _locate(group, name)
     if loc is None: return None
     return group[loc[0]][loc[1]] if isinstance(loc, tuple) else group[loc]
 
-# %% ../nbs/08_learner.ipynb #fb6661b2
+# %% ../nbs/08_learner.ipynb #bc7a1fa5
 def set_hyper_value(group, name, value):
     "Set hyper-parameter `name` (optlib spelling) of param `group` to `value`, under torch's key where it has one"
     loc = _locate(group, name)
@@ -49,7 +49,7 @@ def set_hyper_value(group, name, value):
         group[key] = tuple(values)
     else: group[loc] = value
 
-# %% ../nbs/08_learner.ipynb #3a3e710c
+# %% ../nbs/08_learner.ipynb #889b1aa4
 def _is_number(v):
     if isinstance(v, bool): return False
     return isinstance(v, numbers.Number) or (isinstance(v, torch.Tensor) and v.numel() == 1)
@@ -63,7 +63,7 @@ def hyper_names(group):
         elif _is_number(v): names.append(_OPTLIB_NAME.get(k, k) if torch_style else k)
     return list(dict.fromkeys(names))
 
-# %% ../nbs/08_learner.ipynb #6062debb
+# %% ../nbs/08_learner.ipynb #4b56106f
 _EVENTS = ('check_fit before_fit before_epoch before_train before_batch after_pred after_loss after_backward after_step '
            'after_batch after_train before_validate after_validate after_epoch after_fit').split()
 _CANCEL_EVENTS = [f'after_cancel_{e}' for e in ('fit', 'epoch', 'train', 'validate', 'batch')]
@@ -72,7 +72,7 @@ def _snake(name):
     "`CamelCase` to `camel_case`, keeping acronyms together: `LRFinder` -> `lr_finder`"
     return re.sub(r'([a-z0-9])([A-Z])', r'\1_\2', re.sub(r'([A-Z]+)([A-Z][a-z])', r'\1_\2', name)).lower()
 
-# %% ../nbs/08_learner.ipynb #84325b83
+# %% ../nbs/08_learner.ipynb #e64d58ae
 class Callback:
     "Base class of callbacks: methods named after events run then, in increasing `order`; `self.learn` is the `Learner`"
     order, learn = 0, None
@@ -92,14 +92,14 @@ class Callback:
 
     def __repr__(self): return f'{type(self).__name__}(order={self.order})'
 
-# %% ../nbs/08_learner.ipynb #3750359c
+# %% ../nbs/08_learner.ipynb #5529f4f4
 class CancelFitException(Exception):   "Raise in a callback to stop training altogether (then `after_cancel_fit`, `after_fit`)"
 class CancelEpochException(Exception): "Raise in a callback to skip the rest of this epoch, validation included"
 class CancelTrainException(Exception): "Raise in a callback to skip the rest of this epoch's training (validation still runs)"
 class CancelValidException(Exception): "Raise in a callback to skip the rest of this epoch's validation"
 class CancelBatchException(Exception): "Raise in a callback to skip the rest of this batch (e.g. after `backward`: no step, no `zero_grad`)"
 
-# %% ../nbs/08_learner.ipynb #784a11af
+# %% ../nbs/08_learner.ipynb #350aa5cc
 def _check_lr(lr, what='lr'):
     "Refuse an `lr` the optimizer would refuse (chapter 09's `check_hyper`: a finite number >= 0, not a bool or a string)"
     check_hyper(what, lr)
@@ -164,7 +164,7 @@ class Learner:
     def step(self):      "One optimizer step";               self.opt.step()
     def zero_grad(self): "Reset the gradients";              self.opt.zero_grad()
 
-# %% ../nbs/08_learner.ipynb #02cd615c
+# %% ../nbs/08_learner.ipynb #1d5fb9a1
 @patch
 def _run(self:Learner, piece):
     "Perform one piece of the step (`predict`, `backward`, ...): callbacks defining a method `piece` replace the learner's"
@@ -181,7 +181,7 @@ def _with_events(self:Learner, f, level, cancel_exc):
     except cancel_exc: self.callback(f'after_cancel_{level}')
     self.callback(f'after_{level}')
 
-# %% ../nbs/08_learner.ipynb #ab606bef
+# %% ../nbs/08_learner.ipynb #fd01bb2b
 @patch
 def _one_batch(self:Learner):
     self._run('predict');  self.callback('after_pred')
@@ -199,10 +199,15 @@ def _all_batches(self:Learner):
         self._with_events(self._one_batch, 'batch', CancelBatchException)
         if self.training: self.train_iter += 1
 
+def _opt_mode(opt, training):
+    "Put `opt` in training or evaluation mode, if it has `train()` and `eval()` (Schedule-Free, chapter 09d)"
+    if callable(getattr(opt, 'train', None)) and callable(getattr(opt, 'eval', None)): (opt.train if training else opt.eval)()
+
 @patch
 def _one_phase(self:Learner, training):
     self.training, self.iter = training, 0
     self.model.train(training)
+    _opt_mode(self.opt, training)    # Schedule-Free's two sets of weights (chapter 09d)
     self.dl = self.dls.train if training else self.dls.valid
     self.n_iter = len(self.dl)
     level, cancel_exc = ('train', CancelTrainException) if training else ('validate', CancelValidException)
@@ -217,7 +222,7 @@ def _one_epoch(self:Learner):
 def _all_epochs(self:Learner):
     for self.epoch in self.epochs: self._with_events(self._one_epoch, 'epoch', CancelEpochException)
 
-# %% ../nbs/08_learner.ipynb #5a8af79b
+# %% ../nbs/08_learner.ipynb #7839f407
 def _check_fit_args(n_epoch, lr, train, valid):
     "Refuse bad `fit` arguments with a TypeError or ValueError naming them"
     number(0, integer=True)('n_epoch', n_epoch)      # chapter 09's one check of a count
@@ -264,9 +269,10 @@ def _fit(self:Learner):
     except BaseException:
         self._clean_up(started)
         raise
+    finally: _opt_mode(self.opt, False)   # a fit ends with the evaluation weights
     self.callback('after_fit')
 
-# %% ../nbs/08_learner.ipynb #fa69ddf9
+# %% ../nbs/08_learner.ipynb #7da075ed
 @patch
 def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
     "Train (if `train`) and validate (if `valid`) for `n_epoch` epochs; `lr` sets every group's learning rate; `cbs` are attached for this fit only. Arguments and callbacks' `check_fit` are checked before anything changes"
@@ -281,7 +287,7 @@ def fit(self:Learner, n_epoch=1, lr=None, cbs=None, train=True, valid=True):
         self._fit()
     finally: self.remove_cbs(cbs)
 
-# %% ../nbs/08_learner.ipynb #9afac3c6
+# %% ../nbs/08_learner.ipynb #359f079a
 def default_device():
     "CUDA if it is available, else the CPU"
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -305,7 +311,7 @@ class DeviceCB(Callback):
     def before_fit(self): self.model.to(self.device)
     def before_batch(self): self.learn.batch = to_device(self.batch, self.device)
 
-# %% ../nbs/08_learner.ipynb #f00a7435
+# %% ../nbs/08_learner.ipynb #1eff8cec
 def accuracy(preds, targs):
     "Fraction of rows of `preds` whose largest entry is at the index given by `targs`"
     return (preds.argmax(dim=-1) == targs).float().mean()
@@ -347,7 +353,7 @@ class MetricsCB(Callback):
         if self._header is None: self._header = list(row); self.writer(self._header)
         self.writer([str(row[k]) if k == 'epoch' else f'{row[k]:.4f}' if k in row else '-' for k in self._header])
 
-# %% ../nbs/08_learner.ipynb #c0bb067f
+# %% ../nbs/08_learner.ipynb #7c85dfb8
 def evaluate(model, dl, loss_func=F.cross_entropy, metrics=None):
     "Mean loss and `metrics` (default: `accuracy`) of `model` over every batch of `dl`, as a dict; in eval mode without gradients, the model's mode put back after"
     means, was_training = _Means({'accuracy': accuracy} if metrics is None else dict(metrics)), model.training
@@ -369,9 +375,10 @@ def evaluate(self:Learner, dl=None, metrics=None):
     if dl is None: dl = getattr(self.dls, 'test', None)
     if dl is None: raise ValueError('evaluate: these DataLoaders have no test loader (DataLoaders.from_splits makes one); pass dl=')
     if metrics is None and isinstance(getattr(self, 'metrics', None), MetricsCB): metrics = self.metrics.metrics
+    _opt_mode(self.opt, False)
     return evaluate(self.model, dl, self.loss_func, metrics)
 
-# %% ../nbs/08_learner.ipynb #21e6ead1
+# %% ../nbs/08_learner.ipynb #27e15fc1
 def smooth_ema(values, beta=0.98):
     "Exponential moving average of `values` with Adam's bias correction, one output per input"
     avg, out = 0., []
@@ -380,7 +387,7 @@ def smooth_ema(values, beta=0.98):
         out.append(avg / (1 - beta**i))
     return out
 
-# %% ../nbs/08_learner.ipynb #1f32165c
+# %% ../nbs/08_learner.ipynb #22685711
 class Recorder(Callback):
     "Per training batch: the loss (`losses`) and every hyper-parameter of each param group (`group_hps`; `hps` is the last group's)"
     order = 50
@@ -428,10 +435,10 @@ class Recorder(Callback):
         "The schedules the hyper-parameters followed: the same plot as `plot_hps`"
         return self.plot_hps(names, ncols)
 
-# %% ../nbs/08_learner.ipynb #c42190e0
+# %% ../nbs/08_learner.ipynb #42899071
 Learner.default_cbs = (Recorder,)
 
-# %% ../nbs/08_learner.ipynb #672f5a6d
+# %% ../nbs/08_learner.ipynb #990befdb
 def _tqdm():
     "The bar class of `tqdm.auto` (the notebook widget where it can draw, else text), without its warning when `ipywidgets` is missing"
     with warnings.catch_warnings():
@@ -446,7 +453,7 @@ def _redraws_in_place(bar, file):
     isatty = getattr(file if file is not None else sys.stderr, 'isatty', None)
     return bool(isatty and isatty())
 
-# %% ../nbs/08_learner.ipynb #52f45ef5
+# %% ../nbs/08_learner.ipynb #e3141c0d
 class ProgressCB(Callback):
     "Progress bars (tqdm, or the class `bar`) for the epochs and, if `nested` (default: where they redraw in place), the batches of each phase, with the last loss; `MetricsCB`'s rows written above them; `kwargs` go to every bar"
     order = MetricsCB.order + 1
@@ -493,7 +500,7 @@ class ProgressCB(Callback):
         if isinstance(self._metrics, MetricsCB): self._metrics.writer = self._old_writer
         self._metrics = None
 
-# %% ../nbs/08_learner.ipynb #2ee28a44
+# %% ../nbs/08_learner.ipynb #061317a0
 def _loader_generator(learn):
     "The training loader's own generator, if it has one other than torch's global one"
     g = getattr(getattr(learn.dls, 'train', None), 'generator', None)

@@ -5,25 +5,24 @@
 # %% auto #0
 __all__ = ['amsgrad_step', 'NS_COEFFICIENTS', 'reading', 'max_sqr_grad', 'adam_chain', 'nadam_step', 'NAdam', 'average_inf_norm',
            'adamax_step', 'Adamax', 'adadelta_step', 'Adadelta', 'pair', 'optional', 'rprop_step', 'Rprop', 'asgd_step',
-           'ASGD', 'adafactor_step', 'ShapedStateOptimizer', 'Adafactor', 'cautious', 'ref_cautious_adamw', 'Sums',
-           'group_stepper', 'is_group_stepper', 'phases', 'GroupOptimizer', 'count_group_steps', 'adopt_step', 'ADOPT',
+           'ASGD', 'adafactor_step', 'Adafactor', 'cautious', 'ref_cautious_adamw', 'Sums', 'group_stepper',
+           'is_group_stepper', 'phases', 'GroupOptimizer', 'count_group_steps', 'adopt_step', 'ADOPT',
            'ademamix_schedule', 'average_slow_grad', 'ademamix_step', 'AdEMAMix', 'sf_lr', 'sf_weight',
            'schedule_free_weights', 'sf_sgd_step', 'sf_adam_step', 'ScheduleFree', 'ScheduleFreeAdamW',
-           'ScheduleFreeSGD', 'ScheduleFreeCB', 'prodigy_lr', 'prodigy_stats', 'prodigy_d', 'prodigy_step', 'Prodigy',
-           'newton_schulz', 'muon_lr', 'muon_step', 'aux_adam_step', 'Muon', 'muon_param_groups', 'Both', 'FlatMuon',
-           'muon_adamw']
+           'ScheduleFreeSGD', 'prodigy_lr', 'prodigy_stats', 'prodigy_d', 'prodigy_step', 'Prodigy', 'newton_schulz',
+           'muon_lr', 'muon_step', 'aux_adam_step', 'Muon', 'Both', 'FlatMuon', 'muon_adamw']
 
-# %% ../nbs/09d_modern.ipynb #c3cb01c9
+# %% ../nbs/09d_modern.ipynb #58b7e04c
 import functools, inspect, math
 import torch
 from torch import Tensor
 from .optimizer import (Optimizer, stepper, declared, get_defaults, stepper_name, number, one_of, check_state_dict,
                               init_state, run_stepper, weight_decay, l2_reg, HYPER_CHECKS, UNIT)
-from .stateful import average_grad, average_sqr_grad, step_count, adam_step, lion_step, debias, ADAM_STATS, _chain, _make, _torch, _zeros
+from .stateful import Adam, Lion, average_grad, average_sqr_grad, step_count, adam_step, lion_step, debias, ADAM_STATS, _chain, _make, _torch, _zeros
 import optlib.multitensor   # the multi-tensor engine (chapter 10)
 from .registry import OptimizerSpec, register
 
-# %% ../nbs/09d_modern.ipynb #51aec420
+# %% ../nbs/09d_modern.ipynb #1b7a6208
 def _each(x):
     "The tensors of `x`: `[x]` for a tensor, the list of a `TensorList`"
     return [x] if isinstance(x, Tensor) else x.ts
@@ -43,7 +42,7 @@ def _declare_like(f, s, name):
     f.__name__ = f.__qualname__ = name
     return stepper(f, init=declared(s, 'init'), multi_tensor=declared(s, 'multi_tensor'), checks=declared(s, 'checks'), **get_defaults(s))
 
-# %% ../nbs/09d_modern.ipynb #75e47f40
+# %% ../nbs/09d_modern.ipynb #978f9e29
 def reading(s, **names):
     "Stepper `s` with each of its arguments `k` read from the hyper-parameter or state `names[k]` (`reading(adam_step, sqr_avg='max_sqr_avg')`)"
     def f(p, **kw): return s(p, **{**kw, **{k: kw[v] for k, v in names.items()}})
@@ -54,7 +53,7 @@ def reading(s, **names):
     f.checks = {**{v: HYPER_CHECKS[k] for k, v in names.items() if k in HYPER_CHECKS}, **{names.get(k, k): c for k, c in f.checks.items()}}
     return f
 
-# %% ../nbs/09d_modern.ipynb #38c1458f
+# %% ../nbs/09d_modern.ipynb #06bc4143
 @stepper(init=_zeros('max_sqr_avg'), multi_tensor=True)
 def max_sqr_grad(p, sqr_avg, max_sqr_avg, **kwargs):
     "AMSGrad's statistic: the running maximum of the squared gradients' average, `max_sqr_avg`"
@@ -62,13 +61,13 @@ def max_sqr_grad(p, sqr_avg, max_sqr_avg, **kwargs):
 
 amsgrad_step = reading(adam_step, sqr_avg='max_sqr_avg')
 
-# %% ../nbs/09d_modern.ipynb #7d663892
+# %% ../nbs/09d_modern.ipynb #188fcd32
 def adam_chain(decouple_wd=True, amsgrad=False, cautious=False):
     "Adam's chain of steppers, with AMSGrad's maximum and cautious updates as options"
     stats, step = (*ADAM_STATS, max_sqr_grad) if amsgrad else ADAM_STATS, amsgrad_step if amsgrad else adam_step
     return _chain(decouple_wd, stats, [_cautious(step) if cautious else step])
 
-# %% ../nbs/09d_modern.ipynb #654067c3
+# %% ../nbs/09d_modern.ipynb #90196615
 _CH, _po = '09d_modern', 'pytorch_optimizer'
 def _v(k): return lambda v: v[k]
 def _betas2(v): return (v['mom'], v['sqr_mom'])
@@ -81,19 +80,14 @@ def _package_ref(module, name, **fixed):
         return getattr(importlib.import_module(module), name)(params, **{k: f(v) for k, f in fixed.items()}, **(torch_flags or {}))
     return make
 
-# %% ../nbs/09d_modern.ipynb #4994ff9e
-def _adam_variant(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, amsgrad=False, cautious=False, foreach=None):
-    "Chapter 09b's `Adam` with this chapter's `amsgrad` and `cautious` options (until 09b's factory takes them)"
-    return _make('Adam', params, adam_chain(decouple_wd, amsgrad, cautious), foreach, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
-
-# %% ../nbs/09d_modern.ipynb #9a041343
-register(OptimizerSpec('adamw_amsgrad', functools.partial(_adam_variant, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2),
+# %% ../nbs/09d_modern.ipynb #27529813
+register(OptimizerSpec('adamw_amsgrad', functools.partial(Adam, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2),
                        _torch(torch.optim.AdamW, amsgrad=lambda v: True, **_torch_adam), reference_name='torch.optim.AdamW(amsgrad=True)',
                        chapter=_CH, paper='Reddi et al. 2018', update=r"Adam's step with $\max_{s\le t} v_s$ in place of $v_t$"))
-register(OptimizerSpec('adam_amsgrad', functools.partial(_adam_variant, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2, decouple_wd=False),
+register(OptimizerSpec('adam_amsgrad', functools.partial(Adam, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2, decouple_wd=False),
                        _torch(torch.optim.Adam, amsgrad=lambda v: True, **_torch_adam), reference_name='torch.optim.Adam(amsgrad=True)', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #e383c19b
+# %% ../nbs/09d_modern.ipynb #d0a26f0b
 @stepper(init=lambda p: {'mu_product': 1.}, multi_tensor=True, momentum_decay=4e-3, checks=dict(momentum_decay=number(0)))
 def nadam_step(p, lr, mom, sqr_mom, eps, momentum_decay, step, grad_avg, sqr_avg, mu_product, **kwargs):
     "NAdam: Adam with Nesterov momentum, `mu_t = mom*(1 - 0.96**(t*momentum_decay)/2)` and its running product `mu_product`"
@@ -110,14 +104,14 @@ def NAdam(params, lr=2e-3, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0., momentum_dec
     return _make('NAdam', params, _chain(decouple_wd, ADAM_STATS, [nadam_step]), foreach,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, momentum_decay=momentum_decay)
 
-# %% ../nbs/09d_modern.ipynb #0d04776e
+# %% ../nbs/09d_modern.ipynb #c5d05a44
 register(OptimizerSpec('nadam', NAdam, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.NAdam, momentum_decay=_v('momentum_decay'), **_torch_adam),
                        reference_name='torch.optim.NAdam', chapter=_CH, paper='Dozat 2016', update=r"Adam with Nesterov momentum, $\mu_t = \beta_1(1 - 0.96^{t\psi}/2)$"))
 register(OptimizerSpec('nadamw', NAdam, dict(lr=1e-2, wd=1e-2, decouple_wd=True, momentum_decay=1e-2),
                        _torch(torch.optim.NAdam, momentum_decay=_v('momentum_decay'), decoupled_weight_decay=lambda v: True, **_torch_adam),
                        reference_name='torch.optim.NAdam(decoupled_weight_decay=True)', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #854ce198
+# %% ../nbs/09d_modern.ipynb #ad7f2b9f
 @stepper(init=_zeros('inf_norm'), multi_tensor=True, sqr_mom=0.999)
 def average_inf_norm(p, sqr_mom, eps, inf_norm, **kwargs):
     "Adamax's statistic: the exponentially weighted infinity norm of the gradients, `inf_norm = max(sqr_mom*inf_norm, |grad| + eps)`"
@@ -133,11 +127,11 @@ def Adamax(params, lr=2e-3, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0., foreach=Non
     chain = [l2_reg, functools.partial(average_grad, dampening=True), average_inf_norm, step_count, adamax_step]
     return _make('Adamax', params, chain, foreach, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #73961da5
+# %% ../nbs/09d_modern.ipynb #d3e3d7d7
 register(OptimizerSpec('adamax', Adamax, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.Adamax, **_torch_adam), reference_name='torch.optim.Adamax',
                        chapter=_CH, paper='Kingma & Ba 2015', update=r'$u \leftarrow \max(\beta_2 u, |g|+\epsilon)$; $w \leftarrow w - \text{lr}\,\hat m / u$'))
 
-# %% ../nbs/09d_modern.ipynb #343491d7
+# %% ../nbs/09d_modern.ipynb #8fa21880
 @stepper(init=_zeros('delta_avg'), multi_tensor=True)
 def adadelta_step(p, lr, rho, eps, sqr_avg, delta_avg, **kwargs):
     "Adadelta: `delta = sqrt(delta_avg + eps)/sqrt(sqr_avg + eps) * grad`, `p -= lr*delta`, `delta_avg` the average of `delta**2`"
@@ -150,12 +144,12 @@ def Adadelta(params, lr=1., rho=0.9, eps=1e-6, wd=0., foreach=None):
     chain = [l2_reg, reading(average_sqr_grad, sqr_mom='rho'), adadelta_step]
     return _make('Adadelta', params, chain, foreach, lr=lr, rho=rho, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #cab56edd
+# %% ../nbs/09d_modern.ipynb #d54a352b
 register(OptimizerSpec('adadelta', Adadelta, dict(lr=1., wd=1e-2), _torch(torch.optim.Adadelta, lr=_v('lr'), rho=_v('rho'), eps=_v('eps'), weight_decay=_v('wd')),
                        reference_name='torch.optim.Adadelta', chapter=_CH, paper='Zeiler 2012',
                        update=r'$\Delta = \sqrt{D+\epsilon}/\sqrt{v+\epsilon}\,g$; $D \leftarrow \rho D + (1-\rho)\Delta^2$; $w \leftarrow w - \text{lr}\,\Delta$'))
 
-# %% ../nbs/09d_modern.ipynb #3200c7c0
+# %% ../nbs/09d_modern.ipynb #f358080b
 def pair(first, second, rule=None, what=''):
     "A check that a hyper-parameter is a pair whose items pass the checks `first` and `second`, and `rule(a, b)` if given (`what` says it)"
     def check(name, v):
@@ -164,6 +158,7 @@ def pair(first, second, rule=None, what=''):
         except (TypeError, ValueError) as e: raise type(e)(f"{e}; {name} must be a pair {what}") from None
         if rule is not None and not rule(*v): raise ValueError(f"invalid {name}: {v!r} (must be a pair {what})")
     check.__doc__ = f'a pair {what}'
+    check.bad_values = ['not a pair', (1., 2., 3.), 0.5]   # what the bad-input tests feed it (chapter 09's `bad_values`)
     return check
 
 def optional(check):
@@ -171,9 +166,10 @@ def optional(check):
     def f(name, v):
         if v is not None: check(name, v)
     f.__doc__ = f'None or {check.__doc__}'
+    f.bad_values = [b for b in getattr(check, 'bad_values', []) if b is not None]
     return f
 
-# %% ../nbs/09d_modern.ipynb #6c9ca670
+# %% ../nbs/09d_modern.ipynb #4a080607
 _ETAS = pair(number(0, 1, lo_open=True, hi_open=True), number(1, lo_open=True), what='(etaminus, etaplus) with 0 < etaminus < 1 < etaplus')
 _SIZES = pair(number(0), number(0), lambda a, b: a <= b, what='(min, max) of step sizes with 0 <= min <= max')
 
@@ -196,12 +192,12 @@ def Rprop(params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), foreach=None)
     "Rprop (Riedmiller & Braun 1993), in torch's full-batch form: steps of a per-weight size that only the gradient's sign drives"
     return _make('Rprop', params, [step_count, rprop_step], foreach, lr=lr, etas=etas, step_sizes=step_sizes)
 
-# %% ../nbs/09d_modern.ipynb #b06ce46a
+# %% ../nbs/09d_modern.ipynb #6a3192d8
 register(OptimizerSpec('rprop', Rprop, dict(lr=1e-2), _torch(torch.optim.Rprop, lr=_v('lr'), etas=_v('etas'), step_sizes=_v('step_sizes')),
                        reference_name='torch.optim.Rprop', chapter=_CH, paper='Riedmiller & Braun 1993',
                        update=r'per weight: $\eta \leftarrow \eta\cdot 1.2$ if $g$ kept its sign, $\cdot 0.5$ if it flipped; $w \leftarrow w - \eta\,\mathrm{sign}(g)$'))
 
-# %% ../nbs/09d_modern.ipynb #422dc515
+# %% ../nbs/09d_modern.ipynb #1e8dd8dc
 @stepper(init=lambda p: {'ax': torch.zeros_like(p), 'eta': None, 'mu': 1.}, multi_tensor=True, lambd=1e-4, alpha=0.75, t0=1e6,
          checks=dict(lambd=number(0), alpha=number(0), t0=number(0, allow_inf=True)))
 def asgd_step(p, lr, lambd, alpha, t0, step, ax, eta, mu, **kwargs):
@@ -216,12 +212,12 @@ def ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, wd=0., foreach=None):
     "Averaged SGD (Polyak & Juditsky 1992), as torch implements it; `wd` is L2 regularisation, as in torch; the average is `state['ax']`"
     return _make('ASGD', params, [l2_reg, step_count, asgd_step], foreach, lr=lr, lambd=lambd, alpha=alpha, t0=t0, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #9075ed2c
+# %% ../nbs/09d_modern.ipynb #cfc57940
 register(OptimizerSpec('asgd', ASGD, dict(lr=1e-2, wd=1e-2, t0=20.), _torch(torch.optim.ASGD, lr=_v('lr'), lambd=_v('lambd'), alpha=_v('alpha'), t0=_v('t0'),
                        weight_decay=_v('wd')), reference_name='torch.optim.ASGD', chapter=_CH, paper='Polyak & Juditsky 1992',
                        update=r'$w \leftarrow w(1-\lambda\eta_t) - \eta_t g$, $\eta_t = \text{lr}/(1+\lambda\,\text{lr}\,t)^\alpha$; average $\bar w$ from $t_0$'))
 
-# %% ../nbs/09d_modern.ipynb #5c8ad51f
+# %% ../nbs/09d_modern.ipynb #cd8c1b8e
 def _factored(p):
     "Adafactor's state: for a matrix (or more dimensions), the mean squared gradient of each row and of each column, else of each value"
     if p.dim() > 1: return {'row_var': p.new_zeros(p.shape[:-1] + (1,)), 'col_var': p.new_zeros(p.shape[:-2] + (1, p.shape[-1])), 'variance': None}
@@ -247,51 +243,17 @@ def adafactor_step(p, lr, beta2_decay, eps, d, wd, step, row_var, col_var, varia
     denom = max(1., update.norm(2).item() / (update.numel()**0.5 * d))
     p.add_(update, alpha=-alpha / denom)
 
-# %% ../nbs/09d_modern.ipynb #fdef9c8e
-class ShapedStateOptimizer(Optimizer):
-    "An `Optimizer` whose per-parameter state may have other shapes than the parameter (the shapes its steppers' `init` gives)"
-    def load_state_dict(self, state_dict):
-        "Load a state dict, checked first; state tensors must have the shapes the steppers' `init` gives (Adafactor's rows and columns)"
-        check_state_dict(self, _param_shaped(self, state_dict))
-        chains = [g['steppers'] for g in self.param_groups]
-        torch.optim.Optimizer.load_state_dict(self, state_dict)
-        for g, c in zip(self.param_groups, chains): g['steppers'] = c
-
-def _param_shaped(opt, sd):
-    "`sd` with each state tensor that has the shape its stepper's `init` gives replaced by a meta tensor of its parameter's shape (for chapter 09's check); a mismatch raises"
-    if not isinstance(sd, dict) or not isinstance(sd.get('state'), dict) or not isinstance(sd.get('param_groups'), list): return sd
-    idx = {j: (p, g) for sg, g in zip(sd['param_groups'], opt.param_groups) if isinstance(sg, dict) for j, p in zip(sg.get('params', []), g['params'])}
-    state = {}
-    for j, st in sd['state'].items():
-        if j not in idx or not isinstance(st, dict): state[j] = st; continue
-        p, g = idx[j]
-        want = init_state(g['steppers'], torch.empty(p.shape, dtype=p.dtype, device='meta'))
-        new = dict(st)
-        for k, v in st.items():
-            w = want.get(k)
-            if isinstance(v, Tensor) and isinstance(w, Tensor) and v.dim() > 0:
-                if v.shape != w.shape: raise ValueError(f"state {k!r} of parameter {j} has shape {tuple(v.shape)}, its optimizer keeps {tuple(w.shape)}: saved for other parameters?")
-                new[k] = torch.empty(p.shape, device='meta')
-        state[j] = new
-    return {**sd, 'state': state}
-
-def _make_as(cls, name, params, chain, foreach, **hypers):
-    "A `cls` (an `Optimizer` subclass) called `name`"
-    opt = cls(params, chain, foreach=foreach, **hypers)
-    opt.name = name
-    return opt
-
-# %% ../nbs/09d_modern.ipynb #fe0686c1
+# %% ../nbs/09d_modern.ipynb #8cd9f76e
 def Adafactor(params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1., wd=0., foreach=None):
     "Adafactor (Shazeer & Stern 2018) as torch implements it: factored second moments (a row and a column per matrix), steps relative to the weights' RMS, update clipping `d`; decoupled weight decay"
-    return _make_as(ShapedStateOptimizer, 'Adafactor', params, [step_count, adafactor_step], foreach, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, wd=wd)
+    return _make('Adafactor', params, [step_count, adafactor_step], foreach, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #bd34b1cb
+# %% ../nbs/09d_modern.ipynb #3b17dafc
 register(OptimizerSpec('adafactor', Adafactor, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.Adafactor, lr=_v('lr'), beta2_decay=_v('beta2_decay'),
                        eps=_v('eps'), d=_v('d'), weight_decay=_v('wd')), reference_name='torch.optim.Adafactor', chapter=_CH, paper='Shazeer & Stern 2018',
                        bench=True, update=r'$v \approx R C / \sum R$ (row and column means of $g^2$); $w \leftarrow w - \max(\epsilon_2, \mathrm{RMS}(w))\rho_t\,\mathrm{clip}_d(g/\sqrt v)$'))
 
-# %% ../nbs/09d_modern.ipynb #1fd78752
+# %% ../nbs/09d_modern.ipynb #a50a6a7f
 def cautious(s):
     "Stepper `s`, cautious: the update it makes is zeroed where its sign disagrees with the gradient's, the rest scaled by `numel / (kept + 1)`"
     def f(p, **kw):
@@ -307,12 +269,7 @@ def cautious(s):
 
 _cautious = cautious   # for the factories whose `cautious` argument hides it
 
-# %% ../nbs/09d_modern.ipynb #4d57e62f
-def _lion_cautious(params, lr, beta1=0.9, beta2=0.99, wd=0., foreach=None):
-    "Chapter 09b's `Lion` with `cautious=True` (until 09b's factory takes it)"
-    return _make('Lion', params, [weight_decay, _cautious(lion_step)], foreach, lr=lr, beta1=beta1, beta2=beta2, wd=wd)
-
-# %% ../nbs/09d_modern.ipynb #9f1335a9
+# %% ../nbs/09d_modern.ipynb #6238d218
 def ref_cautious_adamw(p, g, st, lr, mom, sqr_mom, eps, wd, **_):
     "Cautious AdamW (Liang et al. 2024, their code): decoupled weight decay, then Adam's update masked where `m*g <= 0`, scaled by `numel/(kept+1)`"
     p.mul_(1 - lr*wd)
@@ -323,16 +280,16 @@ def ref_cautious_adamw(p, g, st, lr, mom, sqr_mom, eps, wd, **_):
     mask = mask * (mask.numel() / (mask.sum() + 1))
     p.sub_(lr * (m*mask / (1-mom**t)) / ((v / (1-sqr_mom**t)).sqrt() + eps))
 
-# %% ../nbs/09d_modern.ipynb #93a16caf
+# %% ../nbs/09d_modern.ipynb #3bc1e880
 _lion_ref = _package_ref(_po, 'Lion', lr=_v('lr'), betas=lambda v: (v['beta1'], v['beta2']), weight_decay=_v('wd'), cautious=lambda v: True)
 
-# %% ../nbs/09d_modern.ipynb #020a824c
-register(OptimizerSpec('lion_cautious', _lion_cautious, dict(lr=1e-3, wd=0.1), _lion_ref, reference_name='pytorch_optimizer.Lion(cautious=True)',
+# %% ../nbs/09d_modern.ipynb #68bf8314
+register(OptimizerSpec('lion_cautious', functools.partial(Lion, cautious=True), dict(lr=1e-3, wd=0.1), _lion_ref, reference_name='pytorch_optimizer.Lion(cautious=True)',
                        chapter=_CH, paper='Liang et al. 2024', update="Lion's update, cautious"))
-register(OptimizerSpec('adamw_cautious', functools.partial(_adam_variant, cautious=True), dict(lr=1e-2, wd=1e-2), formula=ref_cautious_adamw,
+register(OptimizerSpec('adamw_cautious', functools.partial(Adam, cautious=True), dict(lr=1e-2, wd=1e-2), formula=ref_cautious_adamw,
                        chapter=_CH, paper='Liang et al. 2024', update="AdamW's update, zeroed where it disagrees with the gradient's sign, rescaled"))
 
-# %% ../nbs/09d_modern.ipynb #65eb828c
+# %% ../nbs/09d_modern.ipynb #666c4588
 class Sums:
     "Totals over every parameter of one step: per-parameter steppers `add` numbers or tensors (one value per tensor of a bucket), group steppers read `total`s"
     def __init__(self): self.parts = {}
@@ -344,7 +301,7 @@ class Sums:
             for v in (x.reshape(-1).tolist() if isinstance(x, Tensor) else [x]): t += scale * v
         return t
 
-# %% ../nbs/09d_modern.ipynb #62526039
+# %% ../nbs/09d_modern.ipynb #9942a75e
 def group_stepper(f=None, *, checks=None, check_groups=None, **group_state):
     "Declare `f(groups, sums)` a group stepper: run once per step with every param group and the step's `Sums`; `group_state`: the entries it keeps (and alone writes) in each group, with their starting values"
     if f is None: return functools.partial(group_stepper, checks=checks, check_groups=check_groups, **group_state)
@@ -371,8 +328,8 @@ def phases(chain) -> tuple:
 
 def _item(v): return v.item() if isinstance(v, Tensor) else v
 
-# %% ../nbs/09d_modern.ipynb #a9945c3c
-class GroupOptimizer(ShapedStateOptimizer):
+# %% ../nbs/09d_modern.ipynb #964d82cd
+class GroupOptimizer(Optimizer):
     "An `Optimizer` whose chains may hold group steppers, run once per step with every group, between the per-parameter steppers"
     def _group_steppers(self, g): return [s for s in g['steppers'] if is_group_stepper(s)]
     def _check_groups(self, groups):
@@ -420,13 +377,13 @@ class GroupOptimizer(ShapedStateOptimizer):
         else:
             for b in self._buckets(g, ps): self._step_bucket(b, chain, hypers)
 
-# %% ../nbs/09d_modern.ipynb #c29bcedf
+# %% ../nbs/09d_modern.ipynb #638f57d3
 @group_stepper(group_step=0, checks=dict(group_step=number(0, integer=True)))
 def count_group_steps(groups, sums):
     "Count the steps each group has taken, `group_step` (its place in the chain decides whether the steppers after it read the count before or after this step)"
     for g in groups: g['group_step'] += 1
 
-# %% ../nbs/09d_modern.ipynb #c4c58cb3
+# %% ../nbs/09d_modern.ipynb #58477a30
 def _adam_state(p): return {'grad_avg': torch.zeros_like(p), 'sqr_avg': torch.zeros_like(p)}
 
 @stepper(init=_adam_state, multi_tensor=True)
@@ -439,25 +396,25 @@ def adopt_step(p, lr, mom, sqr_mom, eps, group_step, grad_avg, sqr_avg, **kwargs
         p.add_(grad_avg, alpha=-lr)
     average_sqr_grad(p, sqr_mom=sqr_mom if group_step > 1 else 0., sqr_avg=sqr_avg)   # the first step: sqr_avg = grad**2
 
-# %% ../nbs/09d_modern.ipynb #341c20ed
+# %% ../nbs/09d_modern.ipynb #bacd2d08
 def ADOPT(params, lr=1e-3, mom=0.9, sqr_mom=0.9999, eps=1e-6, wd=0., decouple_wd=False, cautious=False, foreach=None):
     "ADOPT (Taniguchi et al. 2024): Adam that converges for any `sqr_mom`; `wd` is L2 regularisation unless `decouple_wd` (as pytorch_optimizer); `cautious`: Liang et al.'s mask"
     step = _cautious(adopt_step) if cautious else adopt_step
-    return _make_as(GroupOptimizer, 'ADOPT', params, [count_group_steps, *_chain(decouple_wd, [], [step])], foreach,
+    return _make('ADOPT', params, [count_group_steps, *_chain(decouple_wd, [], [step])], foreach, cls=GroupOptimizer,
                     lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #e104e389
+# %% ../nbs/09d_modern.ipynb #920a6385
 _adopt_ref = _package_ref(_po, 'ADOPT', lr=_v('lr'), betas=_betas2, eps=_v('eps'), weight_decay=_v('wd'),
                           weight_decouple=lambda v: v.get('decouple_wd', False), cautious=lambda v: v.get('cautious', False))
 
-# %% ../nbs/09d_modern.ipynb #eb190978
+# %% ../nbs/09d_modern.ipynb #b6d5a84b
 register(OptimizerSpec('adopt', ADOPT, dict(lr=1e-2, wd=1e-2), _adopt_ref, reference_name='pytorch_optimizer.ADOPT', chapter=_CH,
                        paper='Taniguchi et al. 2024', race=True,
                        update=r'$m \leftarrow \beta_1 m + (1-\beta_1)\,\mathrm{clip}(g/\max(\sqrt{v_{t-1}}, \epsilon))$; $w \leftarrow w - \text{lr}\,m$; then $v \leftarrow \beta_2 v + (1-\beta_2) g^2$'))
 register(OptimizerSpec('adopt_cautious', ADOPT, dict(lr=1e-2, wd=1e-2, decouple_wd=True, cautious=True), _adopt_ref,
                        reference_name='pytorch_optimizer.ADOPT(cautious=True)', chapter=_CH, paper='Liang et al. 2024', update="ADOPT's update, cautious"))
 
-# %% ../nbs/09d_modern.ipynb #a8f1b2de
+# %% ../nbs/09d_modern.ipynb #8fbbdefe
 def ademamix_schedule(alpha, beta3, mom, step, t_alpha_beta3=None):
     "AdEMAMix's warm-up of `alpha` (linear) and of `beta3` (so that the slow average's half-life grows linearly) over `t_alpha_beta3` steps"
     if t_alpha_beta3 is None: return alpha, beta3
@@ -483,21 +440,21 @@ def ademamix_step(p, lr, mom, sqr_mom, eps, alpha, beta3, t_alpha_beta3, group_s
 def AdEMAMix(params, lr=1e-3, mom=0.9, sqr_mom=0.999, beta3=0.9999, alpha=5., t_alpha_beta3=None, eps=1e-8, wd=0., decouple_wd=True, foreach=None):
     "AdEMAMix (Pagliardini et al. 2024): Adam's step plus `alpha` times a slow average of the gradients (`beta3`); decoupled weight decay (L2 with `decouple_wd=False`)"
     stats = [functools.partial(average_grad, dampening=True), average_sqr_grad, average_slow_grad]
-    return _make_as(GroupOptimizer, 'AdEMAMix', params, [count_group_steps, *_chain(decouple_wd, stats, [ademamix_step])], foreach,
+    return _make('AdEMAMix', params, [count_group_steps, *_chain(decouple_wd, stats, [ademamix_step])], foreach, cls=GroupOptimizer,
                     lr=lr, mom=mom, sqr_mom=sqr_mom, beta3=beta3, alpha=alpha, t_alpha_beta3=t_alpha_beta3, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #8918b5d9
+# %% ../nbs/09d_modern.ipynb #e51ac5d9
 _ademamix_ref = _package_ref(_po, 'AdEMAMix', lr=_v('lr'), betas=lambda v: (v['mom'], v['sqr_mom'], v['beta3']), alpha=_v('alpha'),
                              t_alpha_beta3=_v('t_alpha_beta3'), eps=_v('eps'), weight_decay=_v('wd'), weight_decouple=lambda v: v.get('decouple_wd', True))
 
-# %% ../nbs/09d_modern.ipynb #48e0e918
+# %% ../nbs/09d_modern.ipynb #3c398d65
 register(OptimizerSpec('ademamix', AdEMAMix, dict(lr=1e-2, wd=1e-2, beta3=0.999), _ademamix_ref, reference_name='pytorch_optimizer.AdEMAMix',
                        chapter=_CH, paper='Pagliardini et al. 2024', race=True,
                        update=r'$w \leftarrow w - \text{lr}\,(\hat m_1 + \alpha m_2)/(\sqrt{\hat v}+\epsilon)$, $m_2$ a slow average ($\beta_3$)'))
 register(OptimizerSpec('ademamix_warmup_l2', AdEMAMix, dict(lr=1e-2, wd=1e-2, decouple_wd=False, t_alpha_beta3=50.), _ademamix_ref,
                        reference_name='pytorch_optimizer.AdEMAMix', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #69bd290b
+# %% ../nbs/09d_modern.ipynb #3e77e4b2
 def sf_lr(lr, group_step, warmup_steps):
     "Schedule-Free's learning rate at (0-based) step `group_step`: a linear warm-up over `warmup_steps`, then `lr`"
     return lr * (group_step+1) / warmup_steps if group_step < warmup_steps else lr
@@ -506,7 +463,7 @@ def sf_weight(group_step, r, lr_max, weight_lr_power):
     "The weight of step `group_step` in Schedule-Free's average: `(t+1)**r * lr_max**weight_lr_power`"
     return (group_step+1) ** r * lr_max ** weight_lr_power
 
-# %% ../nbs/09d_modern.ipynb #dadbe762
+# %% ../nbs/09d_modern.ipynb #e5eddf2d
 _SF_CHECKS = dict(warmup_steps=number(0, integer=True), r=number(0), weight_lr_power=number(0), lr_max=number(), weight_sum=number(0),
                   train_mode=one_of(True, False), mom=number(0, 1, lo_open=True, hi_open=True))
 
@@ -544,7 +501,7 @@ def sf_adam_step(p, wd, eps, sqr_mom, sqr_avg, z, group_step, **hypers):
 
 def _sf_hypers(h): return {k: h[k] for k in ('lr', 'mom', 'group_step', 'warmup_steps', 'r', 'lr_max', 'weight_lr_power', 'weight_sum') if k in h}
 
-# %% ../nbs/09d_modern.ipynb #351104a9
+# %% ../nbs/09d_modern.ipynb #b30d6be8
 class ScheduleFree(GroupOptimizer):
     "A Schedule-Free optimizer: the weights are `y` in training mode (`train()`, the mode it starts in), the average `x` in evaluation mode (`eval()`)"
     @torch.no_grad()
@@ -563,15 +520,15 @@ def _sf_chain(step, stats=()): return [schedule_free_weights, *stats, step, coun
 
 def ScheduleFreeAdamW(params, lr=0.0025, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0., warmup_steps=0, r=0., weight_lr_power=2., foreach=None):
     "Schedule-Free AdamW (Defazio et al. 2024): no learning-rate schedule; call `train()`/`eval()` around training and evaluation"
-    return _make_as(ScheduleFree, 'ScheduleFreeAdamW', params, _sf_chain(sf_adam_step, [average_sqr_grad]), foreach, lr=lr, mom=mom,
+    return _make('ScheduleFreeAdamW', params, _sf_chain(sf_adam_step, [average_sqr_grad]), foreach, cls=ScheduleFree, lr=lr, mom=mom,
                     sqr_mom=sqr_mom, eps=eps, wd=wd, warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
 
 def ScheduleFreeSGD(params, lr=1., mom=0.9, wd=0., warmup_steps=0, r=0., weight_lr_power=2., foreach=None):
     "Schedule-Free SGD (Defazio et al. 2024): no learning-rate schedule; call `train()`/`eval()` around training and evaluation"
-    return _make_as(ScheduleFree, 'ScheduleFreeSGD', params, _sf_chain(sf_sgd_step), foreach, lr=lr, mom=mom, wd=wd,
+    return _make('ScheduleFreeSGD', params, _sf_chain(sf_sgd_step), foreach, cls=ScheduleFree, lr=lr, mom=mom, wd=wd,
                     warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
 
-# %% ../nbs/09d_modern.ipynb #7ab4a772
+# %% ../nbs/09d_modern.ipynb #525da7cc
 def _sf_ref(name, **fixed):
     "A reference factory: schedulefree's optimizer `name`, put in training mode, given optlib's values translated by `fixed`"
     make = _package_ref('schedulefree', name, **fixed)
@@ -585,7 +542,7 @@ _sf_common = dict(lr=_v('lr'), weight_decay=_v('wd'), warmup_steps=_v('warmup_st
 _sf_adamw_ref = _sf_ref('AdamWScheduleFree', betas=_betas2, eps=_v('eps'), **_sf_common)
 _sf_sgd_ref = _sf_ref('SGDScheduleFree', momentum=_v('mom'), **_sf_common)
 
-# %% ../nbs/09d_modern.ipynb #3d2fd069
+# %% ../nbs/09d_modern.ipynb #05ffec2d
 register(OptimizerSpec('schedulefree_adamw', ScheduleFreeAdamW, dict(lr=1e-2, wd=1e-2, warmup_steps=10), _sf_adamw_ref,
                        reference_name='schedulefree.AdamWScheduleFree', chapter=_CH, paper='Defazio et al. 2024', bench=True, race=True,
                        update=r'$z \leftarrow z - \gamma\,\tilde g$; $x \leftarrow (1-c)x + c z$; gradients at $y = (1-\beta)z + \beta x$, $\tilde g = g/(\sqrt{\hat v}+\epsilon) + \text{wd}\,y$'))
@@ -594,19 +551,7 @@ register(OptimizerSpec('schedulefree_adamw_r', ScheduleFreeAdamW, dict(lr=1e-2, 
 register(OptimizerSpec('schedulefree_sgd', ScheduleFreeSGD, dict(lr=0.1, wd=1e-2, warmup_steps=5), _sf_sgd_ref, reference_name='schedulefree.SGDScheduleFree',
                        chapter=_CH, paper='Defazio et al. 2024', update=r'Schedule-Free averaging over SGD: $z \leftarrow z - \gamma (g + \text{wd}\,y)$'))
 
-# %% ../nbs/09d_modern.ipynb #f4f6c853
-from .learner import Callback
-
-class ScheduleFreeCB(Callback):
-    "Training mode for training, evaluation mode for validation and after fitting, for optimizers that have them (Schedule-Free)"
-    order = -20
-    def _mode(self, train):
-        if callable(getattr(self.opt, 'train', None)) and callable(getattr(self.opt, 'eval', None)): (self.opt.train if train else self.opt.eval)()
-    def before_train(self): self._mode(True)
-    def before_validate(self): self._mode(False)
-    def after_fit(self): self._mode(False)
-
-# %% ../nbs/09d_modern.ipynb #e002954a
+# %% ../nbs/09d_modern.ipynb #3f6760a7
 def _prodigy_groups(groups):
     "Prodigy's `d` is one number for all groups: they must share its hyper-parameters, and an lr (0 freezes a group)"
     lr = max(g['lr'] for g in groups)
@@ -620,7 +565,7 @@ def _beta3(g): return math.sqrt(g['sqr_mom']) if g['beta3'] is None else g['beta
 _PRODIGY_CHECKS = dict(beta3=optional(UNIT), d0=number(0, lo_open=True), d_coef=number(0, lo_open=True), growth_rate=number(1, allow_inf=True),
                        d=number(0, lo_open=True), d_max=number(0, lo_open=True), d_numerator=number(), dlr=number(0))
 
-# %% ../nbs/09d_modern.ipynb #c25cd604
+# %% ../nbs/09d_modern.ipynb #08fcd948
 @group_stepper(dlr=0., checks=_PRODIGY_CHECKS, check_groups=_prodigy_groups)
 def prodigy_lr(groups, sums, use_bias_correction=False):
     "Prodigy's step size for this step, `dlr = d * lr` (times Adam's bias correction if asked), the same in every group"
@@ -669,17 +614,17 @@ def prodigy_step(p, mom, eps, wd, d, dlr, grad_avg, sqr_avg, decouple=True, **kw
     if mom > 0: p.addcdiv_(grad_avg, denom, value=-dlr)
     else: p.addcdiv_(p.grad, denom, value=-dlr * d)
 
-# %% ../nbs/09d_modern.ipynb #0aed8c38
+# %% ../nbs/09d_modern.ipynb #f0194a42
 def Prodigy(params, lr=1., mom=0.9, sqr_mom=0.999, beta3=None, eps=1e-8, wd=0., decouple=True, use_bias_correction=False,
             safeguard_warmup=False, d0=1e-6, d_coef=1., growth_rate=math.inf, foreach=None):
     "Prodigy (Mishchenko & Defazio 2024): Adam whose step size `d` estimates the distance to the solution from sums over all parameters; `lr` stays 1"
     chain = [prodigy_lr if not use_bias_correction else functools.partial(prodigy_lr, use_bias_correction=True),
              *([] if decouple else [l2_reg]), functools.partial(prodigy_stats, safeguard_warmup=safeguard_warmup), prodigy_d,
              functools.partial(prodigy_step, decouple=decouple), count_group_steps]
-    return _make_as(GroupOptimizer, 'Prodigy', params, chain, foreach, lr=lr, mom=mom, sqr_mom=sqr_mom, beta3=beta3, eps=eps, wd=wd,
+    return _make('Prodigy', params, chain, foreach, cls=GroupOptimizer, lr=lr, mom=mom, sqr_mom=sqr_mom, beta3=beta3, eps=eps, wd=wd,
                     d0=d0, d_coef=d_coef, growth_rate=growth_rate, d=d0, d_max=d0)
 
-# %% ../nbs/09d_modern.ipynb #9b9f85cc
+# %% ../nbs/09d_modern.ipynb #72fbac17
 def _one_lr(params):
     "torch-style groups without their own lr (Prodigy takes one lr for all groups)"
     return [{k: v for k, v in g.items() if k != 'lr'} if isinstance(g, dict) else g for g in params]
@@ -695,7 +640,7 @@ def _prodigy_one_lr(params, **kw):
     "Prodigy on the test problem's groups without their own lr (its d is shared: one lr for all groups)"
     return Prodigy(_one_lr(params), **kw)
 
-# %% ../nbs/09d_modern.ipynb #6734793e
+# %% ../nbs/09d_modern.ipynb #650405ac
 register(OptimizerSpec('prodigy', _prodigy_one_lr, dict(lr=1., wd=1e-2), _prodigy_ref, reference_name='prodigyopt.Prodigy', chapter=_CH,
                        paper='Mishchenko & Defazio 2024', bench=True, race=True,
                        update=r"Adam with step $d\cdot\text{lr}$; $d \leftarrow \max(d, \sum_i\langle g_i, w_{0,i} - w_i\rangle\text{-average} / \lVert s\rVert_1)$"))
@@ -706,7 +651,7 @@ register(OptimizerSpec('prodigy_safeguard', _prodigy_one_lr, dict(lr=1., wd=1e-2
 register(OptimizerSpec('prodigy_mom0', _prodigy_one_lr, dict(lr=1., wd=1e-2, mom=0., growth_rate=1.1, d_coef=0.5), _prodigy_ref,
                        reference_name='prodigyopt.Prodigy', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #b4d35d02
+# %% ../nbs/09d_modern.ipynb #5734676a
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
 
 def newton_schulz(G, steps=5, coefficients=NS_COEFFICIENTS, eps=1e-7):
@@ -721,23 +666,26 @@ def newton_schulz(G, steps=5, coefficients=NS_COEFFICIENTS, eps=1e-7):
         X = torch.addmm(X, torch.addmm(A, A, A, beta=b, alpha=c), X, beta=a)
     return X.T if tall else X
 
-# %% ../nbs/09d_modern.ipynb #50c19b6f
+# %% ../nbs/09d_modern.ipynb #6f206735
 def muon_lr(lr, adjust_lr, shape):
     "Muon's learning rate for a matrix of `shape`: `None`/'original' (Jordan) `lr*sqrt(max(1, rows/cols))`; 'match_rms_adamw' (Liu et al. 2025) `0.2*lr*sqrt(max(rows, cols))`"
     A, B = shape
     return lr * (0.2 * math.sqrt(max(A, B)) if adjust_lr == 'match_rms_adamw' else math.sqrt(max(1, A / B)))
 
-# %% ../nbs/09d_modern.ipynb #b76f102c
+# %% ../nbs/09d_modern.ipynb #1f778cf9
 def _fixed(value, why):
     "A check that a hyper-parameter keeps `value` (`why` says why)"
     def check(name, v):
         if v is not value: raise ValueError(f"invalid {name}: {v!r}: {why}")
     check.__doc__ = f'always {value!r}'
+    check.bad_values = [not value if isinstance(value, bool) else None]
+    check.fixed = True   # a value chosen when the group is made (a constructor may pick the other one), then fixed
     return check
 
 def _coefficients(name, v):
     if not isinstance(v, (tuple, list)) or len(v) != 3: raise TypeError(f"invalid {name}: {v!r} (must be 3 numbers (a, b, c))")
     for i, x in enumerate(v): number()(f'{name}[{i}]', x)
+_coefficients.bad_values = ['abc', (1., 2.), 3.]
 
 _MUON_CHECKS = dict(ns_steps=number(1, 99, integer=True), ns_coefficients=_coefficients, adjust_lr=one_of(None, 'original', 'match_rms_adamw'),
                     use_muon=_fixed(True, "this group was added with use_muon=True (its steppers are Muon's): add a new group for AdamW"))
@@ -755,7 +703,7 @@ def aux_adam_step(p, **kwargs):
     "Adam's step, in the `use_muon=False` groups of a `Muon` optimizer"
     adam_step(p, **kwargs)
 
-# %% ../nbs/09d_modern.ipynb #09de8fca
+# %% ../nbs/09d_modern.ipynb #a1cc40e0
 class Muon(Optimizer):
     "Muon on matrices: momentum, then Newton-Schulz orthogonalisation; groups with `use_muon=False` get AdamW with their own `lr`, `mom`, `sqr_mom`, `eps`, `wd`"
     checks = {**_MUON_CHECKS, 'use_muon': one_of(True, False)}   # for every group (AdamW's too); Muon's steppers fix use_muon=True
@@ -781,18 +729,7 @@ class Muon(Optimizer):
                     raise ValueError(f"Muon orthogonalises matrices, but parameter {name} of group {i} has shape {tuple(p.shape)}: give it to AdamW "
                                      f"in a group with use_muon=False (muon_param_groups(model) splits a model's parameters that way)")
 
-# %% ../nbs/09d_modern.ipynb #a3c0e920
-def muon_param_groups(model, adamw=None, lr=3e-4, mom=0.9, sqr_mom=0.95, eps=1e-10, wd=0.):
-    "Two param groups for `Muon`: the hidden weight matrices and convolutions; the rest (biases, norms, embeddings, the output layer or the modules `adamw`) with AdamW and these hyper-parameters"
-    if adamw is None: adamw = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1:]   # the output layer
-    aside = {id(p) for m in [*adamw, *(m for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)))] for p in m.parameters()}
-    named = list(model.named_parameters())
-    hidden = [(n, p) for n, p in named if p.dim() >= 2 and id(p) not in aside]
-    rest = [(n, p) for n, p in named if not (p.dim() >= 2 and id(p) not in aside)]
-    groups = [{'params': hidden}, {'params': rest, 'use_muon': False, 'lr': lr, 'mom': mom, 'sqr_mom': sqr_mom, 'eps': eps, 'wd': wd}]
-    return [g for g in groups if g['params']]
-
-# %% ../nbs/09d_modern.ipynb #ac71d2e6
+# %% ../nbs/09d_modern.ipynb #013cb336
 class Both:
     "Several optimizers stepped as one: a reference for an optimizer whose groups follow different rules"
     def __init__(self, *opts): self.opts = [o for o in opts if o is not None]
@@ -838,7 +775,7 @@ def _muon_ref(params, lr, mom, ns_steps, ns_coefficients, eps, wd, adjust_lr, ne
                          weight_decay=wd, adjust_lr_fn=adjust_lr) if m else None,
                 torch.optim.AdamW(a, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd) if a else None)
 
-# %% ../nbs/09d_modern.ipynb #40ed26b7
+# %% ../nbs/09d_modern.ipynb #0c6edc75
 _MATRICES, _CONVS = [(5, 3), (4, 6), (3, 3), (6, 2)], [(4, 2, 3, 3), (5, 3), (3, 2, 2), (6, 4)]
 _muon_rule = r'$m \leftarrow \beta m + (1-\beta) g$; $w \leftarrow w(1-\text{lr}\cdot\text{wd}) - \text{lr}\,\sqrt{\max(1, A/B)}\;\mathrm{NS}_5(g + \beta(m - g))$'
 register(OptimizerSpec('muon', Muon, dict(lr=0.02, wd=1e-2), _muon_ref, reference_name='torch.optim.Muon', chapter=_CH, shapes=_MATRICES,

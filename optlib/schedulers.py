@@ -9,7 +9,7 @@ __all__ = ['SchedLin', 'SchedCos', 'SchedNo', 'SchedExp', 'SchedPoly', 'SUGGEST_
            'sched_one_cycle', 'sgdr_lengths', 'sched_sgdr', 'check_schedule', 'ParamScheduler', 'PerGroupLR',
            'LRFinder', 'suggest_rule', 'valley', 'slide', 'steep', 'minimum', 'suggest_rules']
 
-# %% ../nbs/09c_schedulers.ipynb #6d4b0ab3
+# %% ../nbs/09c_schedulers.ipynb #00841b0b
 import bisect, copy, inspect, math
 from collections import namedtuple
 from functools import partial, wraps
@@ -22,7 +22,7 @@ from .learner import rng_snapshot, rng_restore
 from .learner import (Learner, Callback, Recorder, MetricsCB, ProgressCB, CancelFitException,
     CancelValidException, set_hyper_value, hyper_names, smooth_ema)
 
-# %% ../nbs/09c_schedulers.ipynb #e7ddcd97
+# %% ../nbs/09c_schedulers.ipynb #2819fc42
 class Schedule:
     "A schedule made by an `annealer`: a picklable function of training progress `pos` in [0, 1]"
     def __init__(self, maker, args): self.maker, self.args = maker, tuple(args)
@@ -45,7 +45,7 @@ def annealer(f=None, check=None):
     maker.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != 'pos'])
     return maker
 
-# %% ../nbs/09c_schedulers.ipynb #454b5235
+# %% ../nbs/09c_schedulers.ipynb #41cd25b9
 def _check_exp(start, end):
     "`sched_exp` needs two non-zero ends of the same sign"
     if start == 0 or end == 0: raise ValueError(f"sched_exp({start}, {end}): an exponential schedule cannot start or end at 0; use sched_cos or sched_lin, or a small positive value")
@@ -86,7 +86,7 @@ SchedNo = sched_no
 SchedExp = sched_exp
 SchedPoly = sched_poly
 
-# %% ../nbs/09c_schedulers.ipynb #4fdd2f07
+# %% ../nbs/09c_schedulers.ipynb #a92a32c2
 def _as_floats(xs, what):
     "A list of floats from a list, tuple or 1-d tensor"
     if isinstance(xs, Tensor): xs = xs.flatten().tolist()
@@ -137,7 +137,7 @@ def combined_cos(pct, start, middle, end):
     if pct == 1: return sched_cos(start, middle)
     return combine_scheds([pct, 1-pct], [sched_cos(start, middle), sched_cos(middle, end)])
 
-# %% ../nbs/09c_schedulers.ipynb #d11ab002
+# %% ../nbs/09c_schedulers.ipynb #99011de9
 class MultiStepSchedule:
     "`start`, multiplied by `gamma` at each milestone (fractions of training) passed: step decay"
     def __init__(self, start, milestones, gamma=0.1):
@@ -152,7 +152,7 @@ def sched_multistep(start, milestones, gamma=0.1):
     "Step decay: `start`, multiplied by `gamma` at each of the `milestones` (increasing fractions of training), like torch's `MultiStepLR`"
     return MultiStepSchedule(start, milestones, gamma)
 
-# %% ../nbs/09c_schedulers.ipynb #4d8c2e98
+# %% ../nbs/09c_schedulers.ipynb #2aae478a
 class WarmUp:
     "Linear warm-up from `start` to `sched(0)` over `warm` (a fraction of training, or an int number of batches), then `sched` over the rest"
     def __init__(self, sched, warm=0.1, start=0., n_steps=None):
@@ -183,7 +183,7 @@ class WarmUp:
         return self.sched((pos - pct) / (1 - pct))
     def __repr__(self): return f"WarmUp({self.sched}, warm={self.warm}, start={self.start}" + (f", n_steps={self.n_steps})" if self.n_steps else ")")
 
-# %% ../nbs/09c_schedulers.ipynb #11c09a28
+# %% ../nbs/09c_schedulers.ipynb #c83b3986
 _CYCLIC_MODES = ('triangular', 'triangular2', 'exp_range')
 
 class CyclicSchedule:
@@ -206,7 +206,7 @@ def sched_cyclic(base, top, n_cycles=1, mode='triangular', gamma=1., pct_up=0.5)
     "`n_cycles` cycles from `base` up to `top` (over `pct_up` of each cycle) and down; `mode` 'triangular', 'triangular2' or 'exp_range' (height times `gamma` per cycle)"
     return CyclicSchedule(base, top, n_cycles, mode, gamma, pct_up)
 
-# %% ../nbs/09c_schedulers.ipynb #5132fd47
+# %% ../nbs/09c_schedulers.ipynb #171918bc
 def _check_pct(name, pct):
     if not 0 <= pct <= 1: raise ValueError(f"{name} must lie in [0, 1], got {pct}")
 
@@ -216,7 +216,7 @@ def sched_one_cycle(lr_max, div=25., div_final=1e5, pct_start=0.25):
     if not (div > 0 and div_final > 0): raise ValueError(f"div and div_final must be positive, got {div}, {div_final}")
     return combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final)
 
-# %% ../nbs/09c_schedulers.ipynb #388594a3
+# %% ../nbs/09c_schedulers.ipynb #3cf74fbd
 def sgdr_lengths(n_cycles, cycle_len=1., cycle_mult=2.):
     "The lengths of `n_cycles` SGDR cycles: `cycle_len`, then each `cycle_mult` times the previous one"
     number(1, integer=True)('n_cycles', n_cycles)
@@ -227,7 +227,7 @@ def sched_sgdr(lr_max, n_cycles, cycle_mult=2., lr_min=0.):
     "Cosine annealing from `lr_max` to `lr_min` with warm restarts: `n_cycles` cycles, each `cycle_mult` times as long as the one before"
     return CombinedSchedule(sgdr_lengths(n_cycles, 1., cycle_mult), [sched_cos(lr_max, lr_min)] * n_cycles)
 
-# %% ../nbs/09c_schedulers.ipynb #f973a0b7
+# %% ../nbs/09c_schedulers.ipynb #31290dc0
 def check_schedule(name, sched, n_steps, checks=None):
     "Raise naming the batch if `sched` gives an invalid `name` (`check_hyper` with `checks`) at any of the positions `t/n_steps` of a run of `n_steps` batches"
     for t in range(n_steps):
@@ -284,7 +284,7 @@ class ParamScheduler(Callback):
 
     def __repr__(self): return f"ParamScheduler({self.scheds})"
 
-# %% ../nbs/09c_schedulers.ipynb #99bb7b74
+# %% ../nbs/09c_schedulers.ipynb #dadb9074
 class PerGroupLR:
     "The lr schedules `make(lr)` for each param group's peak `lr`: `lr` a number, a list (one per group), a `slice`, or None (`learn.lr`)"
     def __init__(self, make, lr=None):
@@ -339,7 +339,7 @@ def fit_warmup_cos(self:Learner, n_epoch, lr_max=None, warm=0.1, div_final=1e5, 
     "Fit with a linear warm-up from 0 to `lr_max` over `warm` (a fraction of training, or an int number of batches), then cosine down to `lr_max/div_final`"
     _fit_with(self, n_epoch, partial(_warmup_cos, warm=warm, div_final=div_final), lr_max, wd=wd, cbs=cbs)
 
-# %% ../nbs/09c_schedulers.ipynb #3e9d998a
+# %% ../nbs/09c_schedulers.ipynb #578ba10c
 class LRFinder(Callback):
     "Grow the lr exponentially from `start_lr` to `end_lr` over `num_it` training batches; stop when the smoothed loss exceeds 4x its best"
     order = 80
@@ -375,7 +375,7 @@ class LRFinder(Callback):
 
     def before_validate(self): raise CancelValidException()
 
-# %% ../nbs/09c_schedulers.ipynb #8edf336d
+# %% ../nbs/09c_schedulers.ipynb #ff10c5a5
 def _interp_loss(lr, lrs, losses):
     "The loss at `lr`, interpolated on a log scale"
     import numpy as np
@@ -442,7 +442,7 @@ def minimum(lrs, losses):
     lr = float(lrs[i]) / 10
     return lr, _interp_loss(lr, lrs, losses)
 
-# %% ../nbs/09c_schedulers.ipynb #9ea5442e
+# %% ../nbs/09c_schedulers.ipynb #64f9c7ef
 @patch
 def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None):
     "Plot the loss of an `lr_find` run against the lr (log scale), smoothed with `beta`, marking `suggestions` (name -> (lr, loss))"
@@ -457,7 +457,7 @@ def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None
     ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
     return ax
 
-# %% ../nbs/09c_schedulers.ipynb #0ad79649
+# %% ../nbs/09c_schedulers.ipynb #55efa7bf
 _LEARNER_STATE = ('epoch', 'n_epoch', 'epochs', 'iter', 'n_iter', 'train_iter', 'pct_train', 'training', 'do_train', 'do_valid', 'dl', 'batch', 'preds', 'loss', 'lr')
 
 def _snapshot(learn):

@@ -9,7 +9,7 @@ __all__ = ['ADAM_STATS', 'average_grad', 'average_sqr_grad', 'step_count', 'mome
            'ref_lamb', 'sum_sqr_grad', 'adagrad_step', 'Adagrad', 'ref_adagrad', 'lion_step', 'Lion', 'ref_lion',
            'lookahead_step', 'Lookahead', 'ranger', 'ref_lookahead']
 
-# %% ../nbs/09b_stateful.ipynb #b0f3e4fe
+# %% ../nbs/09b_stateful.ipynb #151d21b0
 import math, functools
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torch import Tensor
 from .optimizer import Optimizer, stepper, check_group, check_hyper, number, sgd_step, weight_decay, l2_reg, stepper_name
 from .registry import OptimizerSpec, register
 
-# %% ../nbs/09b_stateful.ipynb #3773d718
+# %% ../nbs/09b_stateful.ipynb #e2a17b58
 def _zeros(name): return lambda p: {name: torch.zeros_like(p)}
 
 @stepper(init=_zeros('grad_avg'), multi_tensor=True, mom=0.9)
@@ -36,25 +36,25 @@ def step_count(p, step, **kwargs):
     "How many steps the parameter has taken, `step`: a Python int (returned: it cannot change in place)"
     return {'step': step + 1}
 
-# %% ../nbs/09b_stateful.ipynb #4f128f77
+# %% ../nbs/09b_stateful.ipynb #0349bb87
 @stepper(multi_tensor=True)
 def momentum_step(p, lr, grad_avg, **kwargs):
     "SGD with momentum: `p -= lr * grad_avg`"
     p.add_(grad_avg, alpha=-lr)
 
-# %% ../nbs/09b_stateful.ipynb #85abd0a9
+# %% ../nbs/09b_stateful.ipynb #07881be3
 def debias(mom, damp, step):
     "The sum of the weights of a moving average after `step` steps with momentum `mom` and weight `damp` on the new value"
     return damp * (1 - mom**step) / (1 - mom)
 
-# %% ../nbs/09b_stateful.ipynb #046b5baf
+# %% ../nbs/09b_stateful.ipynb #f15520fd
 @stepper(multi_tensor=True)
 def rms_prop_step(p, lr, sqr_avg, eps, grad_avg=None, **kwargs):
     "RMSProp: `p -= lr * grad / (sqrt(sqr_avg) + eps)`, with `grad_avg` in place of `grad` when there is momentum"
     denom = sqr_avg.sqrt().add_(eps)
     p.addcdiv_(p.grad if grad_avg is None else grad_avg, denom, value=-lr)
 
-# %% ../nbs/09b_stateful.ipynb #d1e8e922
+# %% ../nbs/09b_stateful.ipynb #2b9cea1a
 @stepper(multi_tensor=True)
 def adam_step(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
     "Adam: `p -= lr * (grad_avg/debias1) / (sqrt(sqr_avg/debias2) + eps)`"
@@ -65,14 +65,14 @@ def adam_step(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
 
 ADAM_STATS = (functools.partial(average_grad, dampening=True), average_sqr_grad, step_count)   # m, v and t, as Adam keeps them
 
-# %% ../nbs/09b_stateful.ipynb #b3752e8c
+# %% ../nbs/09b_stateful.ipynb #6fe47992
 def _chain(decouple_wd, stats, steps):
     "L2 regularisation before the statistics (it changes the gradient they read), decoupled weight decay after them"
     return [*([] if decouple_wd else [l2_reg]), *stats, *([weight_decay] if decouple_wd else []), *steps]
 
-def _make(name, params, chain, foreach, compile=False, **hypers):
-    "An `Optimizer` called `name`"
-    opt = Optimizer(params, chain, foreach=foreach, compile=compile, **hypers)
+def _make(name, params, chain, foreach, compile=False, cls=Optimizer, **hypers):
+    "An `Optimizer` (or a subclass `cls` of it) called `name`"
+    opt = cls(params, chain, foreach=foreach, compile=compile, **hypers)
     opt.name = name
     return opt
 
@@ -82,7 +82,7 @@ def _torch(cls, **fixed):
     make.torch_class = cls
     return make
 
-# %% ../nbs/09b_stateful.ipynb #3a44749a
+# %% ../nbs/09b_stateful.ipynb #838acda8
 @stepper(multi_tensor=True)
 def nesterov_step(p, lr, mom, grad_avg, **kwargs):
     "SGD with Nesterov momentum: `p -= lr * (grad + mom*grad_avg)`"
@@ -101,7 +101,7 @@ def SGD(params, lr, mom=0., wd=0., decouple_wd=True, nesterov=False, foreach=Non
     if fused or mom == 0: opt.cpu_chunk = None   # one pass over memory (two with wd): no cache to keep between ops (chapter 10)
     return opt
 
-# %% ../nbs/09b_stateful.ipynb #8e673085
+# %% ../nbs/09b_stateful.ipynb #42e8c285
 _sgd_ref = _torch(torch.optim.SGD, lr=lambda v: v['lr'], momentum=lambda v: v.get('mom', 0.), weight_decay=lambda v: v['wd'],
                   nesterov=lambda v: v.get('nesterov', False))
 _fused = ('per_tensor', 'multi_tensor', 'fused')
@@ -115,7 +115,7 @@ register(OptimizerSpec('nesterov', SGD, dict(lr=0.05, mom=0.9, nesterov=True), _
 register(OptimizerSpec('momentum_l2', SGD, dict(lr=0.05, mom=0.9, wd=1e-2, decouple_wd=False), _sgd_ref, reference_name='torch.optim.SGD(momentum)', chapter='09b_stateful',
                        paths=_fused, listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #b45a9c29
+# %% ../nbs/09b_stateful.ipynb #37186d37
 def RMSProp(params, lr, mom=0., sqr_mom=0.99, eps=1e-8, wd=0., decouple_wd=True, foreach=None, compile=False):
     "RMSProp: divide the gradient (or its average, with `mom`) by the root of the squared gradients' average"
     check_hyper('mom', mom)
@@ -123,7 +123,7 @@ def RMSProp(params, lr, mom=0., sqr_mom=0.99, eps=1e-8, wd=0., decouple_wd=True,
     return _make('RMSProp', params, _chain(decouple_wd, stats, [rms_prop_step]), foreach, compile=compile,
                  lr=lr, sqr_mom=sqr_mom, eps=eps, wd=wd, **({'mom': mom} if mom != 0 else {}))
 
-# %% ../nbs/09b_stateful.ipynb #e41709d6
+# %% ../nbs/09b_stateful.ipynb #8e38a856
 def ref_rmsprop(p, g, st, lr, sqr_mom, eps, wd, mom=0., **_):
     "RMSProp with fastai's momentum and decoupled weight decay, from the formula"
     p.mul_(1 - lr*wd)
@@ -137,9 +137,13 @@ register(OptimizerSpec('rmsprop', RMSProp, dict(lr=1e-2), _rmsprop_ref, referenc
 register(OptimizerSpec('rmsprop_l2', RMSProp, dict(lr=1e-2, sqr_mom=0.9, wd=1e-2, decouple_wd=False), _rmsprop_ref, reference_name='torch.optim.RMSprop', chapter='09b_stateful', listed=False))
 register(OptimizerSpec('rmsprop_mom', RMSProp, dict(lr=1e-3, mom=0.9, wd=1e-2), formula=ref_rmsprop, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #5d438b26
-def Adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, foreach=None, compile=False, fused=False):
-    "Adam; with `decouple_wd=True` (the default) AdamW; `fused=True` does each bucket's update in one torch kernel"
+# %% ../nbs/09b_stateful.ipynb #e18638f6
+def Adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True, amsgrad=False, cautious=False, foreach=None, compile=False, fused=False):
+    "Adam; with `decouple_wd=True` (the default) AdamW; `amsgrad`: AMSGrad's maximum, `cautious`: cautious updates (both chapter 09d); `fused=True` does each bucket's update in one torch kernel"
+    if amsgrad or cautious:   # chapter 09d's options
+        if fused: raise ValueError("fused=True does not take amsgrad or cautious: use the default path")
+        from optlib.modern import adam_chain
+        return _make('Adam', params, adam_chain(decouple_wd, amsgrad, cautious), foreach, compile=compile, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
     if fused:   # the kernel does weight decay, both averages and the step (chapter 10)
         from optlib.multitensor import fused_adam_step
         chain = [*([] if decouple_wd else [l2_reg]), step_count, functools.partial(fused_adam_step, decoupled=decouple_wd)]
@@ -148,7 +152,7 @@ def Adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True,
         return opt
     return _make('Adam', params, _chain(decouple_wd, ADAM_STATS, [adam_step]), foreach, compile=compile, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09b_stateful.ipynb #315edf93
+# %% ../nbs/09b_stateful.ipynb #b25e25e8
 def ref_adam(p, g, st, lr, mom, sqr_mom, eps, wd, **_):
     "AdamW (Loshchilov & Hutter), from the formula"
     p.mul_(1 - lr*wd)
@@ -168,7 +172,7 @@ register(OptimizerSpec('adamw', Adam, dict(lr=1e-2, wd=1e-2), _adamw_ref, refere
 register(OptimizerSpec('adam_eps8', Adam, dict(lr=1e-2, mom=0.8, sqr_mom=0.999, eps=1e-8, wd=0.), _adam_ref, reference_name='torch.optim.Adam', chapter='09b_stateful',
                        paths=_fused, listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #d21ad874
+# %% ../nbs/09b_stateful.ipynb #da4721cf
 def _softplus(x, beta):
     "`F.softplus(x, beta)` for a tensor or each tensor of a group (chapter 10's `TensorList`)"
     if isinstance(x, Tensor): return F.softplus(x, beta)
@@ -193,7 +197,7 @@ def RAdam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0., beta=0., decouple_
     return _make('RAdam', params, _chain(decouple_wd, ADAM_STATS, [radam_step]), foreach, compile=compile,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, beta=beta)
 
-# %% ../nbs/09b_stateful.ipynb #85168ea4
+# %% ../nbs/09b_stateful.ipynb #12775485
 def ref_radam(p, g, st, lr, mom, sqr_mom, eps, wd, beta=0., **_):
     "RAdam (Liu et al.), decoupled weight decay, fastai's eps and softplus options, from the formula"
     p.mul_(1 - lr*wd)
@@ -217,7 +221,7 @@ register(OptimizerSpec('radam', RAdam, dict(lr=1e-2, eps=1e-8, wd=1e-2), _radam_
 register(OptimizerSpec('radam_formula', RAdam, dict(lr=1e-2, wd=1e-2), formula=ref_radam, chapter='09b_stateful', listed=False))
 register(OptimizerSpec('radam_softplus', RAdam, dict(lr=1e-2, sqr_mom=0.9, beta=10.), formula=ref_radam, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #db2a4196
+# %% ../nbs/09b_stateful.ipynb #0a50da2c
 @stepper(multi_tensor=True, nu_1=0.7, nu_2=1.0, checks=dict(nu_1=number(0, 1), nu_2=number(0, 1)))
 def qhadam_step(p, lr, mom, sqr_mom, sqr_avg, nu_1, nu_2, step, grad_avg, eps, **kwargs):
     "QHAdam: Adam whose averages are mixed with the current gradient, with weights `nu_1` and `nu_2`"
@@ -232,7 +236,7 @@ def QHAdam(params, lr, mom=0.999, sqr_mom=0.999, nu_1=0.7, nu_2=1.0, eps=1e-8, w
     return _make('QHAdam', params, _chain(decouple_wd, ADAM_STATS, [qhadam_step]), foreach, compile=compile,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, nu_1=nu_1, nu_2=nu_2, eps=eps, wd=wd)
 
-# %% ../nbs/09b_stateful.ipynb #fd74e8a0
+# %% ../nbs/09b_stateful.ipynb #ceb88849
 def ref_qhadam(p, g, st, lr, mom, sqr_mom, nu_1, nu_2, eps, wd, **_):
     "QHAdam (Ma & Yarats), decoupled weight decay, from the formula"
     p.mul_(1 - lr*wd)
@@ -247,7 +251,7 @@ register(OptimizerSpec('qhadam', QHAdam, dict(lr=1e-2, wd=1e-2), formula=ref_qha
                        update=r'$w \leftarrow w - \text{lr}\,\frac{(1-\nu_1)g + \nu_1\hat m}{\sqrt{(1-\nu_2)g^2 + \nu_2\hat v}+\epsilon}$'))
 register(OptimizerSpec('qhadam_nu2', QHAdam, dict(lr=1e-2, mom=0.9, sqr_mom=0.99, nu_2=0.8), formula=ref_qhadam, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #615d4ccd
+# %% ../nbs/09b_stateful.ipynb #d6c69a39
 @stepper(multi_tensor=True, trust_coeff=0.02, checks=dict(trust_coeff=number(0)))
 def larc_step(p, lr, trust_coeff, wd, eps, clip=True, grad_avg=None, **kwargs):
     "LARC: step by `grad_avg` (or `grad`) with a per-tensor learning rate `lr*trust_coeff*|p| / (|grad| + wd*|p| + eps)`"
@@ -262,7 +266,7 @@ def Larc(params, lr, mom=0.9, clip=True, trust_coeff=0.02, eps=1e-8, wd=0., deco
     return _make('Larc', params, _chain(decouple_wd, [average_grad] if mom != 0 else [], [functools.partial(larc_step, clip=clip)]), foreach, compile=compile,
                  lr=lr, trust_coeff=trust_coeff, eps=eps, wd=wd, **({'mom': mom} if mom != 0 else {}))
 
-# %% ../nbs/09b_stateful.ipynb #05b27c7a
+# %% ../nbs/09b_stateful.ipynb #eef9dd0e
 def ref_larc(p, g, st, lr, trust_coeff, eps, wd, mom=0., clip=True, decouple_wd=True, **_):
     "LARC as fastai composes it, from the formula"
     if decouple_wd: p.mul_(1 - lr*wd)
@@ -277,7 +281,7 @@ register(OptimizerSpec('larc', Larc, dict(lr=0.1, wd=1e-2), formula=ref_larc, ch
 register(OptimizerSpec('larc_noclip_l2', Larc, dict(lr=0.1, clip=False, wd=1e-2, decouple_wd=False), formula=ref_larc, chapter='09b_stateful', listed=False))
 register(OptimizerSpec('larc_mom0', Larc, dict(lr=0.1, mom=0., trust_coeff=1.), formula=ref_larc, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #1d191fb3
+# %% ../nbs/09b_stateful.ipynb #f451fb1a
 @stepper(multi_tensor=True, wd=0.)
 def lamb_step(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, wd, decouple_wd=True, **kwargs):
     "LAMB: Adam's step plus `wd*p`, scaled per tensor by the trust ratio `|p| / |step|` (at most 10)"
@@ -295,7 +299,7 @@ def Lamb(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0., decouple_wd=True, f
     step = lamb_step if decouple_wd else functools.partial(lamb_step, decouple_wd=False)
     return _make('Lamb', params, [*([] if decouple_wd else [l2_reg]), *ADAM_STATS, step], foreach, compile=compile, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09b_stateful.ipynb #997450bf
+# %% ../nbs/09b_stateful.ipynb #b112bc2f
 def ref_lamb(p, g, st, lr, mom, sqr_mom, eps, wd, decouple_wd=True, **_):
     "LAMB (You et al.), trust ratio clipped at 10, from the formula"
     if not decouple_wd: g = g + wd*p
@@ -312,7 +316,7 @@ register(OptimizerSpec('lamb', Lamb, dict(lr=1e-2, wd=1e-2), formula=ref_lamb, c
                        update=r'$r = \hat m/(\sqrt{\hat v}+\epsilon) + \text{wd}\,w$; $w \leftarrow w - \text{lr}\,\min(\lVert w\rVert/\lVert r\rVert, 10)\,r$', bench=True, race=True))
 register(OptimizerSpec('lamb_l2', Lamb, dict(lr=1e-2, wd=1e-2, decouple_wd=False), formula=ref_lamb, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #ce3f9db2
+# %% ../nbs/09b_stateful.ipynb #4f1a93ed
 @stepper(init=_zeros('sqr_sum'), multi_tensor=True)
 def sum_sqr_grad(p, sqr_sum, **kwargs):
     "Sum of the squared gradients, `sqr_sum`, for Adagrad"
@@ -327,7 +331,7 @@ def Adagrad(params, lr, eps=1e-10, wd=0., decouple_wd=False, foreach=None, compi
     "Adagrad: divide by the root of the sum of all past squared gradients"
     return _make('Adagrad', params, _chain(decouple_wd, [sum_sqr_grad], [adagrad_step]), foreach, compile=compile, lr=lr, eps=eps, wd=wd)
 
-# %% ../nbs/09b_stateful.ipynb #1e5d8655
+# %% ../nbs/09b_stateful.ipynb #46beafa9
 def ref_adagrad(p, g, st, lr, eps, wd, **_):
     "Adagrad with decoupled weight decay, from the formula"
     p.mul_(1 - lr*wd)
@@ -339,18 +343,22 @@ register(OptimizerSpec('adagrad', Adagrad, dict(lr=0.1, wd=1e-2), _torch(torch.o
                        update=r'$s \leftarrow s + g^2$; $w \leftarrow w - \text{lr}\,g/(\sqrt s + \epsilon)$'))
 register(OptimizerSpec('adagrad_decoupled', Adagrad, dict(lr=0.1, wd=1e-2, decouple_wd=True), formula=ref_adagrad, chapter='09b_stateful', listed=False))
 
-# %% ../nbs/09b_stateful.ipynb #887dc697
+# %% ../nbs/09b_stateful.ipynb #65e25518
 @stepper(init=_zeros('grad_avg'), multi_tensor=True, beta1=0.9, beta2=0.99)
 def lion_step(p, lr, beta1, beta2, grad_avg, **kwargs):
     "Lion: `p -= lr * sign(beta1*grad_avg + (1-beta1)*grad)`, then `grad_avg = beta2*grad_avg + (1-beta2)*grad`"
     p.add_(grad_avg.lerp(p.grad, 1-beta1).sign_(), alpha=-lr)
     grad_avg.lerp_(p.grad, 1-beta2)
 
-def Lion(params, lr, beta1=0.9, beta2=0.99, wd=0., foreach=None, compile=False):
-    "Lion: step by the sign of an interpolation of momentum and gradient, with decoupled weight decay"
-    return _make('Lion', params, [weight_decay, lion_step], foreach, compile=compile, lr=lr, beta1=beta1, beta2=beta2, wd=wd)
+def Lion(params, lr, beta1=0.9, beta2=0.99, wd=0., cautious=False, foreach=None, compile=False):
+    "Lion: step by the sign of an interpolation of momentum and gradient, with decoupled weight decay; `cautious`: cautious updates (chapter 09d)"
+    step = lion_step
+    if cautious:
+        from optlib.modern import cautious as masked
+        step = masked(lion_step)
+    return _make('Lion', params, [weight_decay, step], foreach, compile=compile, lr=lr, beta1=beta1, beta2=beta2, wd=wd)
 
-# %% ../nbs/09b_stateful.ipynb #42df3358
+# %% ../nbs/09b_stateful.ipynb #59c4a8b2
 def ref_lion(p, g, st, lr, beta1, beta2, wd, **_):
     "Lion (Chen et al.), from the formula"
     m = st.get('m', torch.zeros_like(p))
@@ -361,7 +369,7 @@ def ref_lion(p, g, st, lr, beta1, beta2, wd, **_):
 register(OptimizerSpec('lion', Lion, dict(lr=1e-3, wd=0.1), formula=ref_lion, chapter='09b_stateful', paper='Chen et al. 2023',
                        update=r'$w \leftarrow w(1-\text{lr}\cdot\text{wd}) - \text{lr}\,\mathrm{sign}(\beta_1 m + (1-\beta_1)g)$; $m \leftarrow \beta_2 m + (1-\beta_2) g$', bench=True, race=True))
 
-# %% ../nbs/09b_stateful.ipynb #db0b5baa
+# %% ../nbs/09b_stateful.ipynb #14473ad0
 @stepper(init=lambda p: {'slow_p': p.detach().clone(), 'la_step': 0}, multi_tensor=True, k=6, alpha=0.5,
          checks=dict(k=number(1, integer=True), alpha=number(0, 1, lo_open=True)))
 def lookahead_step(p, k, alpha, slow_p, la_step, **kwargs):
@@ -388,7 +396,7 @@ def ranger(params, lr, mom=0.95, wd=0.01, eps=1e-6, k=6, alpha=0.5, **kwargs):
     opt.name = 'ranger'
     return opt
 
-# %% ../nbs/09b_stateful.ipynb #d7b1210b
+# %% ../nbs/09b_stateful.ipynb #20429532
 def ref_lookahead(rule):
     "The per-tensor formula `rule` with Lookahead on top: every `k`-th step of the tensor, slow weights and fast ones meet"
     def f(p, g, st, k, alpha, **hypers):

@@ -5,8 +5,9 @@ working under the engine's corner cases (a tensor with no gradient, mixed dtypes
 import copy, io
 import pytest, torch
 import optlib.all
-from optlib.modern import (Muon, muon_param_groups, ScheduleFreeAdamW, ScheduleFreeSGD, Prodigy, Adafactor, ADOPT, AdEMAMix,
-                           cautious, adam_chain, ScheduleFreeCB)
+from optlib.groups import muon_param_groups
+from optlib.modern import (Muon, ScheduleFreeAdamW, ScheduleFreeSGD, Prodigy, Adafactor, ADOPT, AdEMAMix,
+                           cautious, adam_chain)
 from optlib.multitensor import TensorList
 from optlib.optimizer import Optimizer, stepper
 from optlib.registry import get_spec, make_params, make_grads, groups_of, train_steps, values, max_diff
