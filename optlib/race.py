@@ -23,7 +23,6 @@ from .data import DataLoaders
 from .learner import Learner, Callback, CancelFitException, MetricsCB, evaluate
 import optlib.stateful, optlib.modern                 # they register their optimizers
 from .registry import OPTIMIZERS
-from .modern import ScheduleFreeCB
 from .schedulers import valley, slide, steep, minimum   # and Learner.fit_one_cycle, Learner.lr_find
 
 # %% ../nbs/12a_race.ipynb #702079be
@@ -73,10 +72,10 @@ def constant(learn, n_epoch, lr):
     learn.fit(n_epoch, lr)
 
 def schedule_free(learn, n_epoch, lr, warmup=0.05):
-    "Schedule-Free's training: constant `lr` after a warm-up over `warmup` of the steps, its train/eval modes switched by `ScheduleFreeCB`"
+    "Schedule-Free's training: constant `lr` after a warm-up over `warmup` of the steps (the Learner switches its train/eval modes, chapter 08)"
     if learn.opt is None: learn.create_opt()
     learn.opt.set_hyper('warmup_steps', round(warmup * n_epoch * len(learn.dls.train)))
-    learn.fit(n_epoch, lr, cbs=ScheduleFreeCB())
+    learn.fit(n_epoch, lr)
 
 class Contender:
     "How the race builds an optimizer: `factory(params, lr=, wd=)`; `wd`: tune weight decay; `lrs`: fixed grid; `fit(learn, n_epoch, lr)`"
