@@ -73,7 +73,7 @@ def run_distributed(fn, *args, world_size=2, timeout=60, backend='gloo') -> list
             if p.is_alive(): p.kill(); p.join()
     return [out[r] for r in range(world_size)]
 
-# %% ../nbs/11e_distributed.ipynb #24ebc62f
+# %% ../nbs/11e_distributed.ipynb #4af357f3
 def is_sharded(t) -> bool:
     "Whether `t` is a DTensor: a tensor split between processes, as `fully_shard` (FSDP2) makes parameters"
     dt = sys.modules.get('torch.distributed.tensor')   # not imported (it takes a second): nothing is a DTensor
@@ -101,7 +101,7 @@ def shard_layers(model, mesh=None):
         if next(m.parameters(recurse=False), None) is not None: fully_shard(m, mesh=mesh)
     return fully_shard(model, mesh=mesh)
 
-# %% ../nbs/11e_distributed.ipynb #7419a9f0
+# %% ../nbs/11e_distributed.ipynb #b67d2b3c
 def gathered(s):
     "Stepper `s` run on whole tensors: a sharded parameter, its gradient and its sharded state are gathered, `s` updates them as in one process, and each process keeps its shards"
     init = declared(s, 'init')
@@ -123,7 +123,7 @@ def gathered(s):
     step.__name__ = step.__qualname__ = f'gathered({stepper_name(s)})'
     return stepper(step, init=None if init is None else init_, checks=declared(s, 'checks'), **get_defaults(s))
 
-# %% ../nbs/11e_distributed.ipynb #3dbd4673
+# %% ../nbs/11e_distributed.ipynb #05afd8a9
 def state_bytes(opt) -> int:
     "The bytes of optimizer state this process holds: its shards of sharded tensors, the whole of the others"
     return sum((v.to_local() if is_sharded(v) else v).nbytes for st in opt.state.values() for v in st.values() if isinstance(v, Tensor))
