@@ -13,4 +13,5 @@ from .groups import *
 from .callbacks import *
 from .checkpoints import *
 from .distributed import *
+from .lightning import *
 from .compare import *

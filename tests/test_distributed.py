@@ -5,6 +5,7 @@ only (it travels back through torch.load(weights_only=True)) and loads into a on
 in step across processes (a NaN in one process's batch reaches every process through DDP's all-reduce, so all of
 them skip the same step). Every multi-process run goes through `optlib.distributed.run_distributed`, which forks
 the processes and stops them after a timeout, so these tests cannot hang CI."""
+import os
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +133,10 @@ def _raises(rank, world):
 
 def test_errors_and_timeouts_are_reported():
     with pytest.raises(RuntimeError, match='boom on rank 1'): run_distributed(_raises, timeout=60)
+
+def _aborts(rank, world):
+    if rank == 1: os.abort()
+    return rank
+
+def test_a_crash_names_its_signal():
+    with pytest.raises(RuntimeError, match=r"\(1, '-6 \(SIGABRT\)'\)"): run_distributed(_aborts, timeout=60)
