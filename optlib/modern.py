@@ -12,7 +12,7 @@ __all__ = ['amsgrad_step', 'NS_COEFFICIENTS', 'reading', 'max_sqr_grad', 'adam_c
            'ScheduleFreeSGD', 'prodigy_lr', 'prodigy_stats', 'prodigy_d', 'prodigy_step', 'Prodigy', 'newton_schulz',
            'muon_lr', 'muon_step', 'aux_adam_step', 'Muon', 'Both', 'FlatMuon', 'muon_adamw']
 
-# %% ../nbs/09d_modern.ipynb #58b7e04c
+# %% ../nbs/09d_modern.ipynb #65e79c38
 import functools, inspect, math
 import torch
 from torch import Tensor
@@ -20,16 +20,17 @@ from .optimizer import (Optimizer, stepper, declared, get_defaults, stepper_name
                               init_state, run_stepper, weight_decay, l2_reg, HYPER_CHECKS, UNIT)
 from .stateful import Adam, Lion, average_grad, average_sqr_grad, step_count, adam_step, lion_step, debias, ADAM_STATS, _chain, _make, _torch, _zeros
 import optlib.multitensor   # the multi-tensor engine (chapter 10)
+from .distributed import gathered, whole   # whole tensors for the steppers that need them, under FSDP2 (chapter 11e)
 from .registry import OptimizerSpec, register
 
-# %% ../nbs/09d_modern.ipynb #1b7a6208
+# %% ../nbs/09d_modern.ipynb #1e4a5968
 def _each(x):
     "The tensors of `x`: `[x]` for a tensor, the list of a `TensorList`"
     return [x] if isinstance(x, Tensor) else x.ts
 
 def _numels(p):
-    "The number of values of `p` (a tensor), or of each tensor of a `TensorList` (a 1-d tensor)"
-    return p.numel() if isinstance(p, Tensor) else torch.tensor([t.numel() for t in p.ts], dtype=p.dtype, device=p.device)
+    "The number of values of `p` (a tensor), or of each tensor of a `TensorList` (a list of numbers: plain numbers also work beside sharded tensors, chapter 11e)"
+    return p.numel() if isinstance(p, Tensor) else [t.numel() for t in p.ts]
 
 def _maximum_(a, b):
     "`a = max(a, b)` elementwise, in place, for tensors or `TensorList`s"
@@ -42,7 +43,7 @@ def _declare_like(f, s, name):
     f.__name__ = f.__qualname__ = name
     return stepper(f, init=declared(s, 'init'), multi_tensor=declared(s, 'multi_tensor'), checks=declared(s, 'checks'), **get_defaults(s))
 
-# %% ../nbs/09d_modern.ipynb #978f9e29
+# %% ../nbs/09d_modern.ipynb #91b4cc6a
 def reading(s, **names):
     "Stepper `s` with each of its arguments `k` read from the hyper-parameter or state `names[k]` (`reading(adam_step, sqr_avg='max_sqr_avg')`)"
     def f(p, **kw): return s(p, **{**kw, **{k: kw[v] for k, v in names.items()}})
@@ -53,7 +54,7 @@ def reading(s, **names):
     f.checks = {**{v: HYPER_CHECKS[k] for k, v in names.items() if k in HYPER_CHECKS}, **{names.get(k, k): c for k, c in f.checks.items()}}
     return f
 
-# %% ../nbs/09d_modern.ipynb #06bc4143
+# %% ../nbs/09d_modern.ipynb #907dbfa5
 @stepper(init=_zeros('max_sqr_avg'), multi_tensor=True)
 def max_sqr_grad(p, sqr_avg, max_sqr_avg, **kwargs):
     "AMSGrad's statistic: the running maximum of the squared gradients' average, `max_sqr_avg`"
@@ -61,13 +62,13 @@ def max_sqr_grad(p, sqr_avg, max_sqr_avg, **kwargs):
 
 amsgrad_step = reading(adam_step, sqr_avg='max_sqr_avg')
 
-# %% ../nbs/09d_modern.ipynb #188fcd32
+# %% ../nbs/09d_modern.ipynb #53f90e64
 def adam_chain(decouple_wd=True, amsgrad=False, cautious=False):
     "Adam's chain of steppers, with AMSGrad's maximum and cautious updates as options"
     stats, step = (*ADAM_STATS, max_sqr_grad) if amsgrad else ADAM_STATS, amsgrad_step if amsgrad else adam_step
     return _chain(decouple_wd, stats, [_cautious(step) if cautious else step])
 
-# %% ../nbs/09d_modern.ipynb #90196615
+# %% ../nbs/09d_modern.ipynb #309838ce
 _CH, _po = '09d_modern', 'pytorch_optimizer'
 def _v(k): return lambda v: v[k]
 def _betas2(v): return (v['mom'], v['sqr_mom'])
@@ -80,14 +81,14 @@ def _package_ref(module, name, **fixed):
         return getattr(importlib.import_module(module), name)(params, **{k: f(v) for k, f in fixed.items()}, **(torch_flags or {}))
     return make
 
-# %% ../nbs/09d_modern.ipynb #27529813
+# %% ../nbs/09d_modern.ipynb #56ac6bef
 register(OptimizerSpec('adamw_amsgrad', functools.partial(Adam, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2),
                        _torch(torch.optim.AdamW, amsgrad=lambda v: True, **_torch_adam), reference_name='torch.optim.AdamW(amsgrad=True)',
                        chapter=_CH, paper='Reddi et al. 2018', update=r"Adam's step with $\max_{s\le t} v_s$ in place of $v_t$"))
 register(OptimizerSpec('adam_amsgrad', functools.partial(Adam, amsgrad=True), dict(lr=1e-2, sqr_mom=0.9, wd=1e-2, decouple_wd=False),
                        _torch(torch.optim.Adam, amsgrad=lambda v: True, **_torch_adam), reference_name='torch.optim.Adam(amsgrad=True)', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #d0a26f0b
+# %% ../nbs/09d_modern.ipynb #0248503a
 @stepper(init=lambda p: {'mu_product': 1.}, multi_tensor=True, momentum_decay=4e-3, checks=dict(momentum_decay=number(0)))
 def nadam_step(p, lr, mom, sqr_mom, eps, momentum_decay, step, grad_avg, sqr_avg, mu_product, **kwargs):
     "NAdam: Adam with Nesterov momentum, `mu_t = mom*(1 - 0.96**(t*momentum_decay)/2)` and its running product `mu_product`"
@@ -104,14 +105,14 @@ def NAdam(params, lr=2e-3, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0., momentum_dec
     return _make('NAdam', params, _chain(decouple_wd, ADAM_STATS, [nadam_step]), foreach,
                  lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, momentum_decay=momentum_decay)
 
-# %% ../nbs/09d_modern.ipynb #c5d05a44
+# %% ../nbs/09d_modern.ipynb #953feec4
 register(OptimizerSpec('nadam', NAdam, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.NAdam, momentum_decay=_v('momentum_decay'), **_torch_adam),
                        reference_name='torch.optim.NAdam', chapter=_CH, paper='Dozat 2016', update=r"Adam with Nesterov momentum, $\mu_t = \beta_1(1 - 0.96^{t\psi}/2)$"))
 register(OptimizerSpec('nadamw', NAdam, dict(lr=1e-2, wd=1e-2, decouple_wd=True, momentum_decay=1e-2),
                        _torch(torch.optim.NAdam, momentum_decay=_v('momentum_decay'), decoupled_weight_decay=lambda v: True, **_torch_adam),
                        reference_name='torch.optim.NAdam(decoupled_weight_decay=True)', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #ad7f2b9f
+# %% ../nbs/09d_modern.ipynb #eec231b7
 @stepper(init=_zeros('inf_norm'), multi_tensor=True, sqr_mom=0.999)
 def average_inf_norm(p, sqr_mom, eps, inf_norm, **kwargs):
     "Adamax's statistic: the exponentially weighted infinity norm of the gradients, `inf_norm = max(sqr_mom*inf_norm, |grad| + eps)`"
@@ -127,11 +128,11 @@ def Adamax(params, lr=2e-3, mom=0.9, sqr_mom=0.999, eps=1e-8, wd=0., foreach=Non
     chain = [l2_reg, functools.partial(average_grad, dampening=True), average_inf_norm, step_count, adamax_step]
     return _make('Adamax', params, chain, foreach, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #d3e3d7d7
+# %% ../nbs/09d_modern.ipynb #b6dfe8c4
 register(OptimizerSpec('adamax', Adamax, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.Adamax, **_torch_adam), reference_name='torch.optim.Adamax',
                        chapter=_CH, paper='Kingma & Ba 2015', update=r'$u \leftarrow \max(\beta_2 u, |g|+\epsilon)$; $w \leftarrow w - \text{lr}\,\hat m / u$'))
 
-# %% ../nbs/09d_modern.ipynb #8fa21880
+# %% ../nbs/09d_modern.ipynb #0d0827df
 @stepper(init=_zeros('delta_avg'), multi_tensor=True)
 def adadelta_step(p, lr, rho, eps, sqr_avg, delta_avg, **kwargs):
     "Adadelta: `delta = sqrt(delta_avg + eps)/sqrt(sqr_avg + eps) * grad`, `p -= lr*delta`, `delta_avg` the average of `delta**2`"
@@ -144,12 +145,12 @@ def Adadelta(params, lr=1., rho=0.9, eps=1e-6, wd=0., foreach=None):
     chain = [l2_reg, reading(average_sqr_grad, sqr_mom='rho'), adadelta_step]
     return _make('Adadelta', params, chain, foreach, lr=lr, rho=rho, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #d54a352b
+# %% ../nbs/09d_modern.ipynb #4d1dfbae
 register(OptimizerSpec('adadelta', Adadelta, dict(lr=1., wd=1e-2), _torch(torch.optim.Adadelta, lr=_v('lr'), rho=_v('rho'), eps=_v('eps'), weight_decay=_v('wd')),
                        reference_name='torch.optim.Adadelta', chapter=_CH, paper='Zeiler 2012',
                        update=r'$\Delta = \sqrt{D+\epsilon}/\sqrt{v+\epsilon}\,g$; $D \leftarrow \rho D + (1-\rho)\Delta^2$; $w \leftarrow w - \text{lr}\,\Delta$'))
 
-# %% ../nbs/09d_modern.ipynb #f358080b
+# %% ../nbs/09d_modern.ipynb #9251b535
 def pair(first, second, rule=None, what=''):
     "A check that a hyper-parameter is a pair whose items pass the checks `first` and `second`, and `rule(a, b)` if given (`what` says it)"
     def check(name, v):
@@ -169,7 +170,7 @@ def optional(check):
     f.bad_values = [b for b in getattr(check, 'bad_values', []) if b is not None]
     return f
 
-# %% ../nbs/09d_modern.ipynb #4a080607
+# %% ../nbs/09d_modern.ipynb #6843d1a8
 _ETAS = pair(number(0, 1, lo_open=True, hi_open=True), number(1, lo_open=True), what='(etaminus, etaplus) with 0 < etaminus < 1 < etaplus')
 _SIZES = pair(number(0), number(0), lambda a, b: a <= b, what='(min, max) of step sizes with 0 <= min <= max')
 
@@ -190,14 +191,14 @@ def rprop_step(p, lr, etas, step_sizes, step, prev, step_size, **kwargs):
 
 def Rprop(params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), foreach=None):
     "Rprop (Riedmiller & Braun 1993), in torch's full-batch form: steps of a per-weight size that only the gradient's sign drives"
-    return _make('Rprop', params, [step_count, rprop_step], foreach, lr=lr, etas=etas, step_sizes=step_sizes)
+    return _make('Rprop', params, [step_count, gathered(rprop_step)], foreach, lr=lr, etas=etas, step_sizes=step_sizes)
 
-# %% ../nbs/09d_modern.ipynb #6a3192d8
+# %% ../nbs/09d_modern.ipynb #6a44a025
 register(OptimizerSpec('rprop', Rprop, dict(lr=1e-2), _torch(torch.optim.Rprop, lr=_v('lr'), etas=_v('etas'), step_sizes=_v('step_sizes')),
                        reference_name='torch.optim.Rprop', chapter=_CH, paper='Riedmiller & Braun 1993',
                        update=r'per weight: $\eta \leftarrow \eta\cdot 1.2$ if $g$ kept its sign, $\cdot 0.5$ if it flipped; $w \leftarrow w - \eta\,\mathrm{sign}(g)$'))
 
-# %% ../nbs/09d_modern.ipynb #1e8dd8dc
+# %% ../nbs/09d_modern.ipynb #b6987222
 @stepper(init=lambda p: {'ax': torch.zeros_like(p), 'eta': None, 'mu': 1.}, multi_tensor=True, lambd=1e-4, alpha=0.75, t0=1e6,
          checks=dict(lambd=number(0), alpha=number(0), t0=number(0, allow_inf=True)))
 def asgd_step(p, lr, lambd, alpha, t0, step, ax, eta, mu, **kwargs):
@@ -212,12 +213,12 @@ def ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, wd=0., foreach=None):
     "Averaged SGD (Polyak & Juditsky 1992), as torch implements it; `wd` is L2 regularisation, as in torch; the average is `state['ax']`"
     return _make('ASGD', params, [l2_reg, step_count, asgd_step], foreach, lr=lr, lambd=lambd, alpha=alpha, t0=t0, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #cfc57940
+# %% ../nbs/09d_modern.ipynb #0c20e353
 register(OptimizerSpec('asgd', ASGD, dict(lr=1e-2, wd=1e-2, t0=20.), _torch(torch.optim.ASGD, lr=_v('lr'), lambd=_v('lambd'), alpha=_v('alpha'), t0=_v('t0'),
                        weight_decay=_v('wd')), reference_name='torch.optim.ASGD', chapter=_CH, paper='Polyak & Juditsky 1992',
                        update=r'$w \leftarrow w(1-\lambda\eta_t) - \eta_t g$, $\eta_t = \text{lr}/(1+\lambda\,\text{lr}\,t)^\alpha$; average $\bar w$ from $t_0$'))
 
-# %% ../nbs/09d_modern.ipynb #cd8c1b8e
+# %% ../nbs/09d_modern.ipynb #a03f5bd8
 def _factored(p):
     "Adafactor's state: for a matrix (or more dimensions), the mean squared gradient of each row and of each column, else of each value"
     if p.dim() > 1: return {'row_var': p.new_zeros(p.shape[:-1] + (1,)), 'col_var': p.new_zeros(p.shape[:-2] + (1, p.shape[-1])), 'variance': None}
@@ -243,17 +244,17 @@ def adafactor_step(p, lr, beta2_decay, eps, d, wd, step, row_var, col_var, varia
     denom = max(1., update.norm(2).item() / (update.numel()**0.5 * d))
     p.add_(update, alpha=-alpha / denom)
 
-# %% ../nbs/09d_modern.ipynb #8cd9f76e
+# %% ../nbs/09d_modern.ipynb #ac7e76ca
 def Adafactor(params, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1., wd=0., foreach=None):
     "Adafactor (Shazeer & Stern 2018) as torch implements it: factored second moments (a row and a column per matrix), steps relative to the weights' RMS, update clipping `d`; decoupled weight decay"
-    return _make('Adafactor', params, [step_count, adafactor_step], foreach, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, wd=wd)
+    return _make('Adafactor', params, [step_count, gathered(adafactor_step)], foreach, lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #3b17dafc
+# %% ../nbs/09d_modern.ipynb #6ad89179
 register(OptimizerSpec('adafactor', Adafactor, dict(lr=1e-2, wd=1e-2), _torch(torch.optim.Adafactor, lr=_v('lr'), beta2_decay=_v('beta2_decay'),
                        eps=_v('eps'), d=_v('d'), weight_decay=_v('wd')), reference_name='torch.optim.Adafactor', chapter=_CH, paper='Shazeer & Stern 2018',
                        bench=True, update=r'$v \approx R C / \sum R$ (row and column means of $g^2$); $w \leftarrow w - \max(\epsilon_2, \mathrm{RMS}(w))\rho_t\,\mathrm{clip}_d(g/\sqrt v)$'))
 
-# %% ../nbs/09d_modern.ipynb #a50a6a7f
+# %% ../nbs/09d_modern.ipynb #1b16bd03
 def cautious(s):
     "Stepper `s`, cautious: the update it makes is zeroed where its sign disagrees with the gradient's, the rest scaled by `numel / (kept + 1)`"
     def f(p, **kw):
@@ -261,7 +262,7 @@ def cautious(s):
         r = s(p, **kw)
         u = p.sub(before)                                   # the update `s` made
         mask = u.mul(p.grad).neg_().sign_().clamp_min_(0)   # 1 where it goes against the gradient, as a descent step should
-        mask.mul_(_numels(p) / (mask.norm(1) + 1))
+        mask.div_(mask.norm(1).add(1)).mul_(_numels(p))
         p.copy_(before.add_(u.mul_(mask)))
         return r
     f.__signature__ = inspect.signature(s)
@@ -269,7 +270,7 @@ def cautious(s):
 
 _cautious = cautious   # for the factories whose `cautious` argument hides it
 
-# %% ../nbs/09d_modern.ipynb #6238d218
+# %% ../nbs/09d_modern.ipynb #cbc23061
 def ref_cautious_adamw(p, g, st, lr, mom, sqr_mom, eps, wd, **_):
     "Cautious AdamW (Liang et al. 2024, their code): decoupled weight decay, then Adam's update masked where `m*g <= 0`, scaled by `numel/(kept+1)`"
     p.mul_(1 - lr*wd)
@@ -280,16 +281,16 @@ def ref_cautious_adamw(p, g, st, lr, mom, sqr_mom, eps, wd, **_):
     mask = mask * (mask.numel() / (mask.sum() + 1))
     p.sub_(lr * (m*mask / (1-mom**t)) / ((v / (1-sqr_mom**t)).sqrt() + eps))
 
-# %% ../nbs/09d_modern.ipynb #3bc1e880
+# %% ../nbs/09d_modern.ipynb #cc924e2a
 _lion_ref = _package_ref(_po, 'Lion', lr=_v('lr'), betas=lambda v: (v['beta1'], v['beta2']), weight_decay=_v('wd'), cautious=lambda v: True)
 
-# %% ../nbs/09d_modern.ipynb #68bf8314
+# %% ../nbs/09d_modern.ipynb #b000983b
 register(OptimizerSpec('lion_cautious', functools.partial(Lion, cautious=True), dict(lr=1e-3, wd=0.1), _lion_ref, reference_name='pytorch_optimizer.Lion(cautious=True)',
                        chapter=_CH, paper='Liang et al. 2024', update="Lion's update, cautious"))
 register(OptimizerSpec('adamw_cautious', functools.partial(Adam, cautious=True), dict(lr=1e-2, wd=1e-2), formula=ref_cautious_adamw,
                        chapter=_CH, paper='Liang et al. 2024', update="AdamW's update, zeroed where it disagrees with the gradient's sign, rescaled"))
 
-# %% ../nbs/09d_modern.ipynb #666c4588
+# %% ../nbs/09d_modern.ipynb #4d7a7a06
 class Sums:
     "Totals over every parameter of one step: per-parameter steppers `add` numbers or tensors (one value per tensor of a bucket), group steppers read `total`s"
     def __init__(self): self.parts = {}
@@ -298,10 +299,10 @@ class Sums:
         "The sum of what was added as `name`, each value times its scale, as a Python float (0. if nothing was)"
         t = 0.
         for x, scale in self.parts.get(name, ()):
-            for v in (x.reshape(-1).tolist() if isinstance(x, Tensor) else [x]): t += scale * v
+            for v in (whole(x).reshape(-1).tolist() if isinstance(x, Tensor) else [x]): t += scale * v   # `whole`: the sum over every process (chapter 11e)
         return t
 
-# %% ../nbs/09d_modern.ipynb #9942a75e
+# %% ../nbs/09d_modern.ipynb #2a256bac
 def group_stepper(f=None, *, checks=None, check_groups=None, **group_state):
     "Declare `f(groups, sums)` a group stepper: run once per step with every param group and the step's `Sums`; `group_state`: the entries it keeps (and alone writes) in each group, with their starting values"
     if f is None: return functools.partial(group_stepper, checks=checks, check_groups=check_groups, **group_state)
@@ -328,7 +329,7 @@ def phases(chain) -> tuple:
 
 def _item(v): return v.item() if isinstance(v, Tensor) else v
 
-# %% ../nbs/09d_modern.ipynb #964d82cd
+# %% ../nbs/09d_modern.ipynb #6ca7263e
 class GroupOptimizer(Optimizer):
     "An `Optimizer` whose chains may hold group steppers, run once per step with every group, between the per-parameter steppers"
     def _group_steppers(self, g): return [s for s in g['steppers'] if is_group_stepper(s)]
@@ -377,13 +378,13 @@ class GroupOptimizer(Optimizer):
         else:
             for b in self._buckets(g, ps): self._step_bucket(b, chain, hypers)
 
-# %% ../nbs/09d_modern.ipynb #638f57d3
+# %% ../nbs/09d_modern.ipynb #58a4b7ef
 @group_stepper(group_step=0, checks=dict(group_step=number(0, integer=True)))
 def count_group_steps(groups, sums):
     "Count the steps each group has taken, `group_step` (its place in the chain decides whether the steppers after it read the count before or after this step)"
     for g in groups: g['group_step'] += 1
 
-# %% ../nbs/09d_modern.ipynb #58477a30
+# %% ../nbs/09d_modern.ipynb #3f9e760c
 def _adam_state(p): return {'grad_avg': torch.zeros_like(p), 'sqr_avg': torch.zeros_like(p)}
 
 @stepper(init=_adam_state, multi_tensor=True)
@@ -396,25 +397,25 @@ def adopt_step(p, lr, mom, sqr_mom, eps, group_step, grad_avg, sqr_avg, **kwargs
         p.add_(grad_avg, alpha=-lr)
     average_sqr_grad(p, sqr_mom=sqr_mom if group_step > 1 else 0., sqr_avg=sqr_avg)   # the first step: sqr_avg = grad**2
 
-# %% ../nbs/09d_modern.ipynb #bacd2d08
+# %% ../nbs/09d_modern.ipynb #f8955bd3
 def ADOPT(params, lr=1e-3, mom=0.9, sqr_mom=0.9999, eps=1e-6, wd=0., decouple_wd=False, cautious=False, foreach=None):
     "ADOPT (Taniguchi et al. 2024): Adam that converges for any `sqr_mom`; `wd` is L2 regularisation unless `decouple_wd` (as pytorch_optimizer); `cautious`: Liang et al.'s mask"
     step = _cautious(adopt_step) if cautious else adopt_step
     return _make('ADOPT', params, [count_group_steps, *_chain(decouple_wd, [], [step])], foreach, cls=GroupOptimizer,
                     lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #920a6385
+# %% ../nbs/09d_modern.ipynb #eca581a2
 _adopt_ref = _package_ref(_po, 'ADOPT', lr=_v('lr'), betas=_betas2, eps=_v('eps'), weight_decay=_v('wd'),
                           weight_decouple=lambda v: v.get('decouple_wd', False), cautious=lambda v: v.get('cautious', False))
 
-# %% ../nbs/09d_modern.ipynb #b6d5a84b
+# %% ../nbs/09d_modern.ipynb #681d2d7d
 register(OptimizerSpec('adopt', ADOPT, dict(lr=1e-2, wd=1e-2), _adopt_ref, reference_name='pytorch_optimizer.ADOPT', chapter=_CH,
                        paper='Taniguchi et al. 2024', race=True,
                        update=r'$m \leftarrow \beta_1 m + (1-\beta_1)\,\mathrm{clip}(g/\max(\sqrt{v_{t-1}}, \epsilon))$; $w \leftarrow w - \text{lr}\,m$; then $v \leftarrow \beta_2 v + (1-\beta_2) g^2$'))
 register(OptimizerSpec('adopt_cautious', ADOPT, dict(lr=1e-2, wd=1e-2, decouple_wd=True, cautious=True), _adopt_ref,
                        reference_name='pytorch_optimizer.ADOPT(cautious=True)', chapter=_CH, paper='Liang et al. 2024', update="ADOPT's update, cautious"))
 
-# %% ../nbs/09d_modern.ipynb #8fbbdefe
+# %% ../nbs/09d_modern.ipynb #f01a5612
 def ademamix_schedule(alpha, beta3, mom, step, t_alpha_beta3=None):
     "AdEMAMix's warm-up of `alpha` (linear) and of `beta3` (so that the slow average's half-life grows linearly) over `t_alpha_beta3` steps"
     if t_alpha_beta3 is None: return alpha, beta3
@@ -443,18 +444,18 @@ def AdEMAMix(params, lr=1e-3, mom=0.9, sqr_mom=0.999, beta3=0.9999, alpha=5., t_
     return _make('AdEMAMix', params, [count_group_steps, *_chain(decouple_wd, stats, [ademamix_step])], foreach, cls=GroupOptimizer,
                     lr=lr, mom=mom, sqr_mom=sqr_mom, beta3=beta3, alpha=alpha, t_alpha_beta3=t_alpha_beta3, eps=eps, wd=wd)
 
-# %% ../nbs/09d_modern.ipynb #e51ac5d9
+# %% ../nbs/09d_modern.ipynb #5cdd3f3a
 _ademamix_ref = _package_ref(_po, 'AdEMAMix', lr=_v('lr'), betas=lambda v: (v['mom'], v['sqr_mom'], v['beta3']), alpha=_v('alpha'),
                              t_alpha_beta3=_v('t_alpha_beta3'), eps=_v('eps'), weight_decay=_v('wd'), weight_decouple=lambda v: v.get('decouple_wd', True))
 
-# %% ../nbs/09d_modern.ipynb #3c398d65
+# %% ../nbs/09d_modern.ipynb #8a76bb85
 register(OptimizerSpec('ademamix', AdEMAMix, dict(lr=1e-2, wd=1e-2, beta3=0.999), _ademamix_ref, reference_name='pytorch_optimizer.AdEMAMix',
                        chapter=_CH, paper='Pagliardini et al. 2024', race=True,
                        update=r'$w \leftarrow w - \text{lr}\,(\hat m_1 + \alpha m_2)/(\sqrt{\hat v}+\epsilon)$, $m_2$ a slow average ($\beta_3$)'))
 register(OptimizerSpec('ademamix_warmup_l2', AdEMAMix, dict(lr=1e-2, wd=1e-2, decouple_wd=False, t_alpha_beta3=50.), _ademamix_ref,
                        reference_name='pytorch_optimizer.AdEMAMix', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #3e77e4b2
+# %% ../nbs/09d_modern.ipynb #46011925
 def sf_lr(lr, group_step, warmup_steps):
     "Schedule-Free's learning rate at (0-based) step `group_step`: a linear warm-up over `warmup_steps`, then `lr`"
     return lr * (group_step+1) / warmup_steps if group_step < warmup_steps else lr
@@ -463,7 +464,7 @@ def sf_weight(group_step, r, lr_max, weight_lr_power):
     "The weight of step `group_step` in Schedule-Free's average: `(t+1)**r * lr_max**weight_lr_power`"
     return (group_step+1) ** r * lr_max ** weight_lr_power
 
-# %% ../nbs/09d_modern.ipynb #e5eddf2d
+# %% ../nbs/09d_modern.ipynb #049417ef
 _SF_CHECKS = dict(warmup_steps=number(0, integer=True), r=number(0), weight_lr_power=number(0), lr_max=number(), weight_sum=number(0),
                   train_mode=one_of(True, False), mom=number(0, 1, lo_open=True, hi_open=True))
 
@@ -501,7 +502,7 @@ def sf_adam_step(p, wd, eps, sqr_mom, sqr_avg, z, group_step, **hypers):
 
 def _sf_hypers(h): return {k: h[k] for k in ('lr', 'mom', 'group_step', 'warmup_steps', 'r', 'lr_max', 'weight_lr_power', 'weight_sum') if k in h}
 
-# %% ../nbs/09d_modern.ipynb #b30d6be8
+# %% ../nbs/09d_modern.ipynb #b820d687
 class ScheduleFree(GroupOptimizer):
     "A Schedule-Free optimizer: the weights are `y` in training mode (`train()`, the mode it starts in), the average `x` in evaluation mode (`eval()`)"
     @torch.no_grad()
@@ -528,7 +529,7 @@ def ScheduleFreeSGD(params, lr=1., mom=0.9, wd=0., warmup_steps=0, r=0., weight_
     return _make('ScheduleFreeSGD', params, _sf_chain(sf_sgd_step), foreach, cls=ScheduleFree, lr=lr, mom=mom, wd=wd,
                     warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
 
-# %% ../nbs/09d_modern.ipynb #525da7cc
+# %% ../nbs/09d_modern.ipynb #1538485e
 def _sf_ref(name, **fixed):
     "A reference factory: schedulefree's optimizer `name`, put in training mode, given optlib's values translated by `fixed`"
     make = _package_ref('schedulefree', name, **fixed)
@@ -542,7 +543,7 @@ _sf_common = dict(lr=_v('lr'), weight_decay=_v('wd'), warmup_steps=_v('warmup_st
 _sf_adamw_ref = _sf_ref('AdamWScheduleFree', betas=_betas2, eps=_v('eps'), **_sf_common)
 _sf_sgd_ref = _sf_ref('SGDScheduleFree', momentum=_v('mom'), **_sf_common)
 
-# %% ../nbs/09d_modern.ipynb #05ffec2d
+# %% ../nbs/09d_modern.ipynb #a4a2444e
 register(OptimizerSpec('schedulefree_adamw', ScheduleFreeAdamW, dict(lr=1e-2, wd=1e-2, warmup_steps=10), _sf_adamw_ref,
                        reference_name='schedulefree.AdamWScheduleFree', chapter=_CH, paper='Defazio et al. 2024', bench=True, race=True,
                        update=r'$z \leftarrow z - \gamma\,\tilde g$; $x \leftarrow (1-c)x + c z$; gradients at $y = (1-\beta)z + \beta x$, $\tilde g = g/(\sqrt{\hat v}+\epsilon) + \text{wd}\,y$'))
@@ -551,7 +552,7 @@ register(OptimizerSpec('schedulefree_adamw_r', ScheduleFreeAdamW, dict(lr=1e-2, 
 register(OptimizerSpec('schedulefree_sgd', ScheduleFreeSGD, dict(lr=0.1, wd=1e-2, warmup_steps=5), _sf_sgd_ref, reference_name='schedulefree.SGDScheduleFree',
                        chapter=_CH, paper='Defazio et al. 2024', update=r'Schedule-Free averaging over SGD: $z \leftarrow z - \gamma (g + \text{wd}\,y)$'))
 
-# %% ../nbs/09d_modern.ipynb #3f6760a7
+# %% ../nbs/09d_modern.ipynb #8cb2a363
 def _prodigy_groups(groups):
     "Prodigy's `d` is one number for all groups: they must share its hyper-parameters, and an lr (0 freezes a group)"
     lr = max(g['lr'] for g in groups)
@@ -565,7 +566,7 @@ def _beta3(g): return math.sqrt(g['sqr_mom']) if g['beta3'] is None else g['beta
 _PRODIGY_CHECKS = dict(beta3=optional(UNIT), d0=number(0, lo_open=True), d_coef=number(0, lo_open=True), growth_rate=number(1, allow_inf=True),
                        d=number(0, lo_open=True), d_max=number(0, lo_open=True), d_numerator=number(), dlr=number(0))
 
-# %% ../nbs/09d_modern.ipynb #08fcd948
+# %% ../nbs/09d_modern.ipynb #53c0e266
 @group_stepper(dlr=0., checks=_PRODIGY_CHECKS, check_groups=_prodigy_groups)
 def prodigy_lr(groups, sums, use_bias_correction=False):
     "Prodigy's step size for this step, `dlr = d * lr` (times Adam's bias correction if asked), the same in every group"
@@ -588,8 +589,8 @@ def prodigy_stats(p, lr, mom, sqr_mom, beta3, d, d0, dlr, grad_avg, sqr_avg, s, 
 
 def _dots(a, b):
     "`<a, b>` of two tensors, or of each pair of tensors of two `TensorList`s (a 1-d tensor)"
-    if isinstance(a, Tensor): return torch.dot(a.reshape(-1), b.reshape(-1))
-    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(a, b)])
+    if isinstance(a, Tensor): return a.mul(b).sum()
+    return torch.stack([x.mul(y).sum() for x, y in zip(a, b)])   # (not a reshape: a sharded matrix cannot always be flattened, chapter 11e)
 
 @group_stepper(d=1e-6, d_max=1e-6, d_numerator=0., checks=_PRODIGY_CHECKS)   # the factory starts d and d_max at d0
 def prodigy_d(groups, sums):
@@ -614,7 +615,7 @@ def prodigy_step(p, mom, eps, wd, d, dlr, grad_avg, sqr_avg, decouple=True, **kw
     if mom > 0: p.addcdiv_(grad_avg, denom, value=-dlr)
     else: p.addcdiv_(p.grad, denom, value=-dlr * d)
 
-# %% ../nbs/09d_modern.ipynb #f0194a42
+# %% ../nbs/09d_modern.ipynb #c6621a4e
 def Prodigy(params, lr=1., mom=0.9, sqr_mom=0.999, beta3=None, eps=1e-8, wd=0., decouple=True, use_bias_correction=False,
             safeguard_warmup=False, d0=1e-6, d_coef=1., growth_rate=math.inf, foreach=None):
     "Prodigy (Mishchenko & Defazio 2024): Adam whose step size `d` estimates the distance to the solution from sums over all parameters; `lr` stays 1"
@@ -624,7 +625,7 @@ def Prodigy(params, lr=1., mom=0.9, sqr_mom=0.999, beta3=None, eps=1e-8, wd=0., 
     return _make('Prodigy', params, chain, foreach, cls=GroupOptimizer, lr=lr, mom=mom, sqr_mom=sqr_mom, beta3=beta3, eps=eps, wd=wd,
                     d0=d0, d_coef=d_coef, growth_rate=growth_rate, d=d0, d_max=d0)
 
-# %% ../nbs/09d_modern.ipynb #72fbac17
+# %% ../nbs/09d_modern.ipynb #315eea93
 def _one_lr(params):
     "torch-style groups without their own lr (Prodigy takes one lr for all groups)"
     return [{k: v for k, v in g.items() if k != 'lr'} if isinstance(g, dict) else g for g in params]
@@ -640,7 +641,7 @@ def _prodigy_one_lr(params, **kw):
     "Prodigy on the test problem's groups without their own lr (its d is shared: one lr for all groups)"
     return Prodigy(_one_lr(params), **kw)
 
-# %% ../nbs/09d_modern.ipynb #650405ac
+# %% ../nbs/09d_modern.ipynb #b3213cd3
 register(OptimizerSpec('prodigy', _prodigy_one_lr, dict(lr=1., wd=1e-2), _prodigy_ref, reference_name='prodigyopt.Prodigy', chapter=_CH,
                        paper='Mishchenko & Defazio 2024', bench=True, race=True,
                        update=r"Adam with step $d\cdot\text{lr}$; $d \leftarrow \max(d, \sum_i\langle g_i, w_{0,i} - w_i\rangle\text{-average} / \lVert s\rVert_1)$"))
@@ -651,7 +652,7 @@ register(OptimizerSpec('prodigy_safeguard', _prodigy_one_lr, dict(lr=1., wd=1e-2
 register(OptimizerSpec('prodigy_mom0', _prodigy_one_lr, dict(lr=1., wd=1e-2, mom=0., growth_rate=1.1, d_coef=0.5), _prodigy_ref,
                        reference_name='prodigyopt.Prodigy', chapter=_CH, listed=False))
 
-# %% ../nbs/09d_modern.ipynb #5734676a
+# %% ../nbs/09d_modern.ipynb #d43b02fd
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
 
 def newton_schulz(G, steps=5, coefficients=NS_COEFFICIENTS, eps=1e-7):
@@ -666,13 +667,13 @@ def newton_schulz(G, steps=5, coefficients=NS_COEFFICIENTS, eps=1e-7):
         X = torch.addmm(X, torch.addmm(A, A, A, beta=b, alpha=c), X, beta=a)
     return X.T if tall else X
 
-# %% ../nbs/09d_modern.ipynb #6f206735
+# %% ../nbs/09d_modern.ipynb #ebfe7d05
 def muon_lr(lr, adjust_lr, shape):
     "Muon's learning rate for a matrix of `shape`: `None`/'original' (Jordan) `lr*sqrt(max(1, rows/cols))`; 'match_rms_adamw' (Liu et al. 2025) `0.2*lr*sqrt(max(rows, cols))`"
     A, B = shape
     return lr * (0.2 * math.sqrt(max(A, B)) if adjust_lr == 'match_rms_adamw' else math.sqrt(max(1, A / B)))
 
-# %% ../nbs/09d_modern.ipynb #1f778cf9
+# %% ../nbs/09d_modern.ipynb #7a9410e7
 def _fixed(value, why):
     "A check that a hyper-parameter keeps `value` (`why` says why)"
     def check(name, v):
@@ -703,7 +704,7 @@ def aux_adam_step(p, **kwargs):
     "Adam's step, in the `use_muon=False` groups of a `Muon` optimizer"
     adam_step(p, **kwargs)
 
-# %% ../nbs/09d_modern.ipynb #a1cc40e0
+# %% ../nbs/09d_modern.ipynb #599a7c60
 class Muon(Optimizer):
     "Muon on matrices: momentum, then Newton-Schulz orthogonalisation; groups with `use_muon=False` get AdamW with their own `lr`, `mom`, `sqr_mom`, `eps`, `wd`"
     checks = {**_MUON_CHECKS, 'use_muon': one_of(True, False)}   # for every group (AdamW's too); Muon's steppers fix use_muon=True
@@ -711,7 +712,7 @@ class Muon(Optimizer):
                  adjust_lr=None, foreach=None):
         self.adamw_steppers = (functools.partial(average_grad, dampening=True), functools.partial(average_sqr_grad, sqr_mom=0.999),
                                step_count, weight_decay, aux_adam_step)
-        chain = [functools.partial(average_grad, dampening=True), weight_decay, functools.partial(muon_step, nesterov=nesterov)]
+        chain = [functools.partial(average_grad, dampening=True), weight_decay, gathered(functools.partial(muon_step, nesterov=nesterov))]
         super().__init__(params, chain, foreach=foreach, lr=lr, mom=mom, ns_steps=ns_steps, ns_coefficients=ns_coefficients,
                          eps=eps, wd=wd, adjust_lr=adjust_lr, use_muon=True)
 
@@ -729,7 +730,7 @@ class Muon(Optimizer):
                     raise ValueError(f"Muon orthogonalises matrices, but parameter {name} of group {i} has shape {tuple(p.shape)}: give it to AdamW "
                                      f"in a group with use_muon=False (muon_param_groups(model) splits a model's parameters that way)")
 
-# %% ../nbs/09d_modern.ipynb #013cb336
+# %% ../nbs/09d_modern.ipynb #e3f3044b
 class Both:
     "Several optimizers stepped as one: a reference for an optimizer whose groups follow different rules"
     def __init__(self, *opts): self.opts = [o for o in opts if o is not None]
@@ -775,7 +776,7 @@ def _muon_ref(params, lr, mom, ns_steps, ns_coefficients, eps, wd, adjust_lr, ne
                          weight_decay=wd, adjust_lr_fn=adjust_lr) if m else None,
                 torch.optim.AdamW(a, lr=lr, betas=(mom, sqr_mom), eps=eps, weight_decay=wd) if a else None)
 
-# %% ../nbs/09d_modern.ipynb #0c6edc75
+# %% ../nbs/09d_modern.ipynb #8ad64b2e
 _MATRICES, _CONVS = [(5, 3), (4, 6), (3, 3), (6, 2)], [(4, 2, 3, 3), (5, 3), (3, 2, 2), (6, 4)]
 _muon_rule = r'$m \leftarrow \beta m + (1-\beta) g$; $w \leftarrow w(1-\text{lr}\cdot\text{wd}) - \text{lr}\,\sqrt{\max(1, A/B)}\;\mathrm{NS}_5(g + \beta(m - g))$'
 register(OptimizerSpec('muon', Muon, dict(lr=0.02, wd=1e-2), _muon_ref, reference_name='torch.optim.Muon', chapter=_CH, shapes=_MATRICES,
