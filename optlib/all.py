@@ -14,4 +14,5 @@ from .callbacks import *
 from .checkpoints import *
 from .distributed import *
 from .lightning import *
+from .race import *
 from .compare import *

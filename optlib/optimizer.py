@@ -9,14 +9,14 @@ __all__ = ['sgd_step', 'weight_decay', 'l2_reg', 'NOT_HYPERS', 'UNIT', 'HYPER_CH
            'check_returned', 'run_stepper', 'check_state_dict', 'as_param_groups', 'normalize_group', 'HyperView',
            'even_mults', 'per_group', 'Optimizer']
 
-# %% ../nbs/09_optimizer.ipynb #6f61b14b
+# %% ../nbs/09_optimizer.ipynb #2c858d7b
 import functools, inspect, math
 from collections.abc import Iterable, MutableMapping
 from numbers import Real
 import torch
 from torch import Tensor
 
-# %% ../nbs/09_optimizer.ipynb #5c8baf47
+# %% ../nbs/09_optimizer.ipynb #c7f328bc
 def sgd_step(p, lr, **kwargs):
     "Plain SGD: `p -= lr * grad`"
     p.add_(p.grad, alpha=-lr)
@@ -29,7 +29,7 @@ def l2_reg(p, wd, **kwargs):
     "L2 regularisation: `grad += wd * p`, the gradient of `wd/2 * p**2` added to the loss's"
     if wd != 0: p.grad.add_(p, alpha=wd)
 
-# %% ../nbs/09_optimizer.ipynb #8866f88b
+# %% ../nbs/09_optimizer.ipynb #cbd24dcc
 def stepper(f=None, *, init=None, multi_tensor=False, checks=None, **defaults):
     "Declare what stepper `f` needs: `defaults` of the hyper-parameters it adds, its per-parameter state (`init(p) -> dict`), `checks` of its hyper-parameters, and whether it may be called on a group of tensors (`multi_tensor`)"
     if f is None: return functools.partial(stepper, init=init, multi_tensor=multi_tensor, checks=checks, **defaults)
@@ -40,7 +40,7 @@ sgd_step = stepper(sgd_step, multi_tensor=True)
 weight_decay = stepper(weight_decay, multi_tensor=True, wd=0.)
 l2_reg = stepper(l2_reg, multi_tensor=True, wd=0.)
 
-# %% ../nbs/09_optimizer.ipynb #01bd88e5
+# %% ../nbs/09_optimizer.ipynb #343c041e
 def declared(s, name, default=None):
     "What stepper `s` (a function, or a `functools.partial` of one) declares as `name`: 'defaults', 'init', 'multi_tensor' or 'checks'"
     while isinstance(s, functools.partial) and not hasattr(s, name): s = s.func
@@ -59,7 +59,7 @@ def stepper_name(s) -> str:
         return f"{stepper_name(s.func)}({', '.join(f'{k}={v!r}' for k, v in s.keywords.items())})"
     return getattr(s, '__name__', type(s).__name__)
 
-# %% ../nbs/09_optimizer.ipynb #35ba5696
+# %% ../nbs/09_optimizer.ipynb #438c29c3
 NOT_HYPERS = frozenset({'params', 'param_names', 'steppers',                                   # what a group holds
                         'initial_lr', 'max_lr', 'min_lr', 'base_lr', 'base_momentum', 'max_momentum',  # torch's schedulers
                         'differentiable', 'foreach', 'fused', 'maximize', 'capturable'})      # torch's optimizer flags
@@ -68,7 +68,7 @@ def hyper_items(group) -> dict:
     "The hyper-parameters of param `group`: every entry but the tensors, their names, the steppers and torch's bookkeeping"
     return {k: v for k, v in group.items() if k not in NOT_HYPERS}
 
-# %% ../nbs/09_optimizer.ipynb #51b0f5be
+# %% ../nbs/09_optimizer.ipynb #e4f92056
 def _describe(lo, hi, lo_open, hi_open, integer):
     if lo is not None and hi is not None: r = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
     elif lo is not None: r = f"{'>' if lo_open else '>='} {lo}"
@@ -113,7 +113,7 @@ def check_hyper(name, value, checks=None):
     "Raise a ValueError or TypeError naming `name` if `value` is not a valid value of it (`checks`: a stepper's own, else the library's)"
     hyper_check(name, checks)(name, value)
 
-# %% ../nbs/09_optimizer.ipynb #655c9608
+# %% ../nbs/09_optimizer.ipynb #11ecd21b
 def as_chain(steppers) -> tuple:
     "A stepper, or a list of them, as a chain: a tuple of callables"
     chain = tuple(steppers) if isinstance(steppers, (list, tuple)) else (steppers,)
@@ -171,7 +171,7 @@ def check_group(group, checks=None):
     for k, v in hypers.items(): check_hyper(k, v, checks)
     _chain_needs(chain, frozenset(hypers))
 
-# %% ../nbs/09_optimizer.ipynb #467c4856
+# %% ../nbs/09_optimizer.ipynb #1817fbcd
 def check_returned(s, r) -> dict:
     "The state `r` that stepper `s` returned, checked to be state its `init` declares"
     names = state_names(s)
@@ -184,7 +184,7 @@ def run_stepper(s, p, hypers, state):
     r = s(p, **hypers, **state)
     if r: state.update(check_returned(s, r))
 
-# %% ../nbs/09_optimizer.ipynb #4fb352a3
+# %% ../nbs/09_optimizer.ipynb #148f9c4a
 def _shape_check(i, k, v, want):
     "`v`, the saved state `k` of parameter `i`, must have the shape of `want`: what the steppers' `init` makes for that parameter, or the parameter itself"
     if isinstance(v, Tensor) and v.dim() > 0 and v.shape != want.shape:
@@ -220,7 +220,7 @@ def check_state_dict(opt, sd):
         made = init_state(g['steppers'], torch.empty(p.shape, dtype=p.dtype, device='meta')) if ours else {}   # the shapes its steppers keep (no memory)
         for k, v in st.items(): _shape_check(j, k, v, made[k] if isinstance(made.get(k), Tensor) else p)
 
-# %% ../nbs/09_optimizer.ipynb #a594d6e4
+# %% ../nbs/09_optimizer.ipynb #cefc766f
 def _is_group(o): return isinstance(o, Iterable) and not isinstance(o, (Tensor, dict, str)) and not (isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str))
 
 def as_param_groups(params) -> list:
@@ -249,7 +249,7 @@ def normalize_group(group, defaults, explicit=()) -> dict:
         seen[id(t)] = i
     return g
 
-# %% ../nbs/09_optimizer.ipynb #826e4ff5
+# %% ../nbs/09_optimizer.ipynb #3b6bfc62
 class HyperView(MutableMapping):
     "A live, checked view of one param group's hyper-parameters"
     def __init__(self, group, checks=None): self.group, self.checks = group, checks
@@ -265,7 +265,7 @@ class HyperView(MutableMapping):
     def __len__(self): return len(hyper_items(self.group))
     def __repr__(self): return repr(dict(self))
 
-# %% ../nbs/09_optimizer.ipynb #34409096
+# %% ../nbs/09_optimizer.ipynb #4867aafb
 def even_mults(start, stop, n):
     "`n` values from `start` to `stop`, evenly spaced on a log scale"
     if n == 1: return [stop]
@@ -278,7 +278,7 @@ def per_group(v, n, name='value'):
     if len(vs) != n: raise ValueError(f"{name}: got {len(vs)} values for {n} parameter groups")
     return vs
 
-# %% ../nbs/09_optimizer.ipynb #97cd9031
+# %% ../nbs/09_optimizer.ipynb #50025aaf
 class Optimizer(torch.optim.Optimizer):
     "Parameter groups with hyper-parameters, each updated by its chain of steppers; a `torch.optim.Optimizer`"
     checks = {}   # checks of hyper-parameters a subclass reads itself (steppers declare their own)

@@ -23,7 +23,7 @@ from .data import DataLoaders
 from .learner import Learner, Callback, CancelFitException, MetricsCB, evaluate
 import optlib.stateful, optlib.modern                 # they register their optimizers
 from .registry import OPTIMIZERS
-from .schedulers import valley, slide, steep, minimum   # and Learner.fit_one_cycle, Learner.lr_find
+from .schedulers import SUGGEST_RULES   # and Learner.fit_one_cycle, Learner.lr_find
 
 # %% ../nbs/12a_race.ipynb #702079be
 def t_cdf(q, df, n=4001):
@@ -150,7 +150,7 @@ def train_run(model_fn, splits, contender, lr, wd=0., seed=0, epochs=20, bs=100,
     return r
 
 # %% ../nbs/12a_race.ipynb #3ef2d7bf
-SUGGESTERS = {f.__name__: f for f in (valley, slide, steep, minimum)}
+SUGGESTERS = SUGGEST_RULES   # the rules compared: every rule registered with chapter 09c's `suggest_rule` (one registry)
 
 def suggest_lrs(model_fn, splits, contender, seed=0, bs=100):
     "The learning rate every rule of `SUGGESTERS` picks from one LR-finder run of `contender` on `model_fn()`"
@@ -284,10 +284,11 @@ class RaceResult:
     def __init__(self, choices, config, seconds): store_attr()
     def __repr__(self): return f'RaceResult({list(self.choices)}, {len(self.rows())} seed runs, {self.seconds:.0f} s)'
 
-def race(model_fn, splits, optimizers=DEFAULT_RACE, epochs=20, bs=100, seeds=5, tune_seeds=(100,), rule=DEFAULT_RULE,
+def race(model_fn, splits, optimizers=None, epochs=20, bs=100, seeds=5, tune_seeds=(100,), rule=DEFAULT_RULE,
          n_lrs=3, shrinks=(0., 1e-3, 1e-2), max_ext=3, workers=1, progress=False, menu=None, test=True, fixed=None):
-    "Race `optimizers` (names in `menu`, default `MENU`) training `model_fn()` on `splits` by the fair protocol; `test=False`: validation only; `fixed`: name -> (lr, wd), not tuned"
+    "Race `optimizers` (names in `menu`, default `MENU`; None: `DEFAULT_RACE`) training `model_fn()` on `splits` by the fair protocol; `test=False`: validation only; `fixed`: name -> (lr, wd), not tuned"
     menu = {**MENU, **(menu or {})}
+    optimizers = DEFAULT_RACE if optimizers is None else optimizers
     names = optimizers.split(',') if isinstance(optimizers, str) else list(optimizers)
     unknown = [n for n in names if n not in menu]
     if unknown: raise ValueError(f'unknown optimizer(s) {unknown}: choose from {", ".join(menu)}')

@@ -8,7 +8,7 @@ __all__ = ['OPTIMIZERS', 'SHAPES', 'OptimizerSpec', 'register', 'registered', 'g
            'check_resume', 'optimizer_table']
 
 # %% ../nbs/09a_registry.ipynb #fde744b1
-import inspect, io
+import functools, inspect, io
 from dataclasses import dataclass, field
 from typing import Callable
 import torch
@@ -146,13 +146,25 @@ def _state_per_param(spec):
     nums = [k for k in names if k not in ts]
     return ', '.join([f'{k} (tensor)' for k in ts] + [f'{k} (number)' for k in nums])
 
+def _factory(spec):
+    "The documented function under `spec.factory` (a `functools.partial` unwrapped) and the keywords the partial fixes"
+    f, fixed = spec.factory, {}
+    while isinstance(f, functools.partial): f, fixed = f.func, {**f.keywords, **fixed}
+    return f, fixed
+
 def _constructor(spec):
-    f = spec.factory
+    f, fixed = _factory(spec)
+    if fixed: return f"{f.__name__}(params, {', '.join(f'{k}={v!r}' for k, v in fixed.items())}, ...)"
     try: return f'{f.__name__}{inspect.signature(f)}'
     except (TypeError, ValueError, AttributeError): return spec.name
+
+def _api(spec):
+    "The qualified name of the factory's API entry, e.g. 'optlib.stateful.Adam'"
+    f, _ = _factory(spec)
+    return f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', spec.name)}"
 
 def optimizer_table() -> list:
     "One row per listed optimizer, for the docs: name, update, paper, constructor, reference, state per parameter, chapter"
     return [dict(name=s.name, update=s.update, paper=s.paper, constructor=_constructor(s),
-                 reference=s.reference_name or ('formula' if s.formula else ''), state=_state_per_param(s), chapter=s.chapter)
+                 reference=s.reference_name or ('formula' if s.formula else ''), state=_state_per_param(s), chapter=s.chapter, api=_api(s))
             for s in registered(listed=True)]

@@ -444,17 +444,20 @@ def minimum(lrs, losses):
 
 # %% ../nbs/09c_schedulers.ipynb #64f9c7ef
 @patch
-def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None):
-    "Plot the loss of an `lr_find` run against the lr (log scale), smoothed with `beta`, marking `suggestions` (name -> (lr, loss))"
+def plot_lr_find(self:Recorder, skip_end=5, suggestions=None, beta=0.98, ax=None, clip=True, title=None):
+    "Plot an `lr_find` run: raw and smoothed (`beta`) loss against the lr, `suggestions` (name -> lr or (lr, loss)) marked; `clip`: the loss axis spans the smoothed curve"
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
     n = max(len(self.losses) - skip_end, 1)
-    lrs, losses = self.hps['lr'][:n], self.losses[:n]
-    ax.plot(lrs, losses, alpha=0.3, label='loss')
-    ax.plot(lrs, smooth_ema(self.losses, beta)[:n], label='smoothed loss')
-    for (name, (lr, loss)), c in zip((suggestions or {}).items(), ('C2', 'C3', 'C4', 'C5', 'C6')):
-        ax.plot(lr, loss, 'o', color=c, label=f'{name}: {lr:.2e}')
-    ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
+    lrs, raw, smooth = self.hps['lr'][:n], self.losses[:n], smooth_ema(self.losses, beta)[:n]
+    ax.plot(lrs, raw, color='C0', alpha=0.3, label='loss')
+    ax.plot(lrs, smooth, color='C0', label=f'smoothed (β = {beta})')
+    for (name, s), c in zip((suggestions or {}).items(), ('C2', 'C3', 'C4', 'C5', 'C6')):
+        if isinstance(s, tuple): ax.plot(*s, 'o', color=c, label=f'{name}: {s[0]:.2e}')
+        else: ax.axvline(s, color=c, ls=':', label=f'{name}: {s:.2e}')
+    lo, hi = min(smooth), smooth[0]
+    if clip and hi > lo: ax.set_ylim(lo - 0.1*(hi - lo), hi + 0.4*(hi - lo))   # loss spikes would squash the curve
+    ax.set(xscale='log', xlabel='learning rate', ylabel='loss', title=title); ax.legend(fontsize=8)
     return ax
 
 # %% ../nbs/09c_schedulers.ipynb #55efa7bf
@@ -519,7 +522,7 @@ def _suggest(rules, lrs, losses, n_batches):
     return {name: f(lrs, losses) for name, f in rules}
 
 @patch
-def lr_find(self:Learner, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True, suggest_funcs=('valley',)):
+def lr_find(self:Learner, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True, suggest_funcs=('minimum',)):
     "Run the LR range test, put the model, optimizer, counters and RNGs back exactly, and return the suggestions of `suggest_funcs` (names in `SUGGEST_RULES` or functions) as a named tuple"
     finder, rules = LRFinder(start_lr, end_lr, num_it, stop_div), suggest_rules(suggest_funcs)   # every argument checked first
     if not isinstance(show_plot, bool): raise TypeError(f"lr_find: show_plot must be True or False, got {show_plot!r}")

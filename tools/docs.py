@@ -221,6 +221,7 @@ def registry_table():
     "`optlib.registry.optimizer_table()`, or None (with a note) while the registry does not exist"
     sys.path.insert(0, str(ROOT))
     try:
+        import optlib.all                        # every chapter registers its optimizers when imported
         from optlib.registry import optimizer_table
     except ModuleNotFoundError as e:
         if e.name not in ('optlib.registry', 'optlib'): raise
@@ -236,12 +237,14 @@ def optimizer_page(rows, chapters):
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
     def cell(md): return re.sub(r'^<p>(.*)</p>\s*$', r'\1', markdown2html_mistune(str(md or '')).strip(), flags=re.S)
     def code(t): return f'`{t}`' if t and re.fullmatch(r'[\w.]+\.[\w.]+(\(.*\))?', str(t)) else t  # `torch.optim.SGD`
-    body = []
+    body, f = [], ROOT/'optlib'/'_modidx.py'
+    syms = {k: v[0] for m in runpy.run_path(str(f))['d']['syms'].values() for k, v in m.items()} if f.exists() else {}
     for r in rows:
         ctor = re.sub(r' at 0x[0-9a-fA-F]+', '', str(r.get('constructor') or r['name']))
         page = chapters.get(str(r.get('chapter', '')).split('_')[0].lower(), f"{page_stem(r.get('chapter', ''))}.html")
-        entry = re.match(r'[\w.]+', ctor).group(0).lower()  # the constructor's API entry
-        tds = [f'<a href="{page}#{entry}">{html.escape(r["name"])}</a>',
+        entry = re.match(r'[\w.]+', ctor).group(0).lower()
+        href = syms.get(r.get('api')) or f'{page}#{entry}'  # the factory's API entry (from nbdev's index)
+        tds = [f'<a href="{href}">{html.escape(r["name"])}</a>',
                cell(r.get('update')), cell(r.get('paper')), cell(f'`{ctor}`'), cell(code(r.get('reference'))), cell(r.get('state'))]
         body.append('<tr>' + ''.join(f'<td>{t}</td>' for t in tds) + '</tr>')
     table = ('<div class="optimizer-table"><table>\n<thead><tr>' + ''.join(f'<th>{t}</th>' for t in OPT_COLUMNS.values())
