@@ -15,8 +15,8 @@ from .race import race, MENU, DEFAULT_RACE, mnist1d_cnn, digits_mlp
 # %% ../nbs/15_compare.ipynb #e87d94aa
 DATASETS = {'mnist1d': (mnist1d, mnist1d_cnn, 100),
             'digits':  (partial(mnist_digits, normalize=True), digits_mlp, 64)}
-DEFAULTS = dict(optimizers=DEFAULT_RACE, seeds=5, epochs=12)
-QUICK = dict(optimizers=('momentum', 'adam', 'adamw', 'lamb', 'lion'), seeds=2, epochs=6)
+DEFAULTS = dict(optimizers=DEFAULT_RACE, seeds=5, epochs=12, shrinks=(0., 1e-2))   # shrinks: the weight-decay grid, as lr*wd
+QUICK = dict(optimizers=('momentum', 'adam', 'radam', 'lamb', 'lion'), seeds=2, epochs=8, shrinks=(0.,))   # no wd grid: AdamW would be Adam
 
 # %% ../nbs/15_compare.ipynb #15391e62
 def _positive(s):
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     a = ap.parse_args(argv)
     q = QUICK if a.quick else DEFAULTS
     a.optimizers = [n.strip() for n in a.optimizers.split(',') if n.strip()] if a.optimizers else list(q['optimizers'])
-    a.seeds, a.epochs = a.seeds or q['seeds'], a.epochs or q['epochs']
+    a.seeds, a.epochs, a.shrinks = a.seeds or q['seeds'], a.epochs or q['epochs'], q['shrinks']
     unknown = [n for n in a.optimizers if n not in MENU]
     if unknown or not a.optimizers: ap.error(f'unknown optimizer(s) {unknown}: the valid names are {", ".join(MENU)}')
     return a
@@ -50,7 +50,7 @@ def run(argv=None):
     torch.set_num_threads(1)
     print(f'optlib-compare: {model_fn.__name__} on {a.data}, {len(a.optimizers)} optimizers, {a.epochs} epochs per run (one-cycle unless the method brings its own schedule), '
           f'{a.seeds} seeds, {a.workers} worker(s), torch {torch.__version__}', flush=True)
-    res = race(model_fn, load(), a.optimizers, epochs=a.epochs, bs=bs, seeds=a.seeds, workers=a.workers, progress=True)
+    res = race(model_fn, load(), a.optimizers, epochs=a.epochs, bs=bs, seeds=a.seeds, shrinks=a.shrinks, workers=a.workers, progress=True)
     print(res.table())
     out = res.save(a.out)
     print(f'wall time {res.seconds:.0f} s; wrote {out}/results.csv, results.json, curves.png', flush=True)

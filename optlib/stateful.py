@@ -99,6 +99,10 @@ def SGD(params, lr, mom=0., wd=0., decouple_wd=True, nesterov=False, foreach=Non
     else: steps = [sgd_step] if mom == 0 else [average_grad, nesterov_step if nesterov else momentum_step]
     opt = _make('SGD', params, _chain(decouple_wd, [], steps), foreach, compile=compile, **hypers)
     if fused or mom == 0: opt.cpu_chunk = None   # one pass over memory (two with wd): no cache to keep between ops (chapter 10)
+    if fused:
+        from optlib.multitensor import check_fused_sgd
+        for g in opt.param_groups:
+            for t in g['params']: check_fused_sgd(t)   # refused now, not at the first step
     return opt
 
 # %% ../nbs/09b_stateful.ipynb #42e8c285

@@ -25,8 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason='to
 
 STEPS, HALF, BS, TOL = 8, 4, 64, 1e-10
 # paths stopped by a missing DTensor rule in torch 2.13, fixed in chapter 10 by coord/requests-dist.md (1, 2)
-KNOWN = {'aten._foreach_copy_': 'request dist-1: chapter 10 copies DTensors one by one',
-         'aten._fused_sgd_': 'request dist-2: the fused steppers take the local shards'}
+KNOWN = {}   # torch op -> why a path may stop on DTensors (none left: chapter 10 copies DTensors one by one and hands fused kernels the local shards)
 REFUSAL_WORDS = ('sharded', 'DTensor', 'FSDP')
 
 def net(seed=0, hidden=1):
