@@ -642,7 +642,7 @@ def _prodigy_one_lr(params, **kw):
     return Prodigy(_one_lr(params), **kw)
 
 # %% ../nbs/09d_modern.ipynb #b3213cd3
-register(OptimizerSpec('prodigy', _prodigy_one_lr, dict(lr=1., wd=1e-2), _prodigy_ref, reference_name='prodigyopt.Prodigy', chapter=_CH,
+register(OptimizerSpec('prodigy', _prodigy_one_lr, dict(lr=1., wd=1e-2), _prodigy_ref, reference_name='prodigyopt.Prodigy', chapter=_CH, doc=Prodigy,
                        paper='Mishchenko & Defazio 2024', bench=True, race=True,
                        update=r"Adam with step $d\cdot\text{lr}$; $d \leftarrow \max(d, \sum_i\langle g_i, w_{0,i} - w_i\rangle\text{-average} / \lVert s\rVert_1)$"))
 register(OptimizerSpec('prodigy_options', _prodigy_one_lr, dict(lr=1., wd=1e-2, decouple=False, use_bias_correction=True, d_coef=5.), _prodigy_ref,

@@ -35,6 +35,7 @@ class OptimizerSpec:
     shapes: list = None              # the test tensors' shapes, if not `SHAPES` (Muon: matrices only)
     bench: bool = False              # timed by bench/bench_step.py by default
     race: bool = False               # raced by the main job (`optlib-compare`) by default
+    doc: object = None               # what the docs' table links to, when the factory is a helper without an entry of its own
     def build(self, params, **kw): return self.factory(params, **{**self.hypers, **kw})
 
 OPTIMIZERS = {}
@@ -159,8 +160,8 @@ def _constructor(spec):
     except (TypeError, ValueError, AttributeError): return spec.name
 
 def _api(spec):
-    "The qualified name of the factory's API entry, e.g. 'optlib.stateful.Adam'"
-    f, _ = _factory(spec)
+    "The qualified name of the factory's API entry (or of `spec.doc`), e.g. 'optlib.stateful.Adam'"
+    f = spec.doc or _factory(spec)[0]
     return f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', spec.name)}"
 
 def optimizer_table() -> list:

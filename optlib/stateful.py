@@ -411,7 +411,7 @@ def ref_lookahead(rule):
     return f
 
 def _lookahead_adam(params, lr, k=6, alpha=0.5, **kw): return Lookahead(Adam(params, lr, **kw), k=k, alpha=alpha)
-register(OptimizerSpec('lookahead', _lookahead_adam, dict(lr=1e-2, k=5, alpha=0.6), formula=ref_lookahead(ref_adam), chapter='09b_stateful',
+register(OptimizerSpec('lookahead', _lookahead_adam, dict(lr=1e-2, k=5, alpha=0.6), formula=ref_lookahead(ref_adam), chapter='09b_stateful', doc=Lookahead,
                        paper='Zhang et al. 2019', update=r'every $k$ steps: $\phi \leftarrow \phi + \alpha(\theta-\phi)$, $\theta \leftarrow \phi$ (here over AdamW)'))
 register(OptimizerSpec('ranger', ranger, dict(lr=1e-2), formula=ref_lookahead(ref_radam), chapter='09b_stateful', paper='Wright 2019',
                        update='Lookahead over RAdam'))

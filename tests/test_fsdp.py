@@ -24,7 +24,7 @@ from optlib.distributed import run_distributed, shard_layers, whole, gathered, s
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed is not available')
 
 STEPS, HALF, BS, TOL = 8, 4, 64, 1e-10
-# paths stopped by a missing DTensor rule in torch 2.13, fixed in chapter 10 by coord/requests-dist.md (1, 2)
+# paths a missing DTensor rule in torch 2.13 would stop (aten._foreach_copy_, aten._fused_sgd_): chapter 10 works around both
 KNOWN = {}   # torch op -> why a path may stop on DTensors (none left: chapter 10 copies DTensors one by one and hands fused kernels the local shards)
 REFUSAL_WORDS = ('sharded', 'DTensor', 'FSDP')
 
@@ -148,7 +148,7 @@ def worker(rank, world, root, cases):
     out['schedulefree'] = resumed_run(rank, world, f'{root}/sf', sf_run)
     for k, make in gathered_cases().items():
         if k == 'gathered lamb': out[k] = resumed_run(rank, world, f'{root}/{k}', lambda m: (make(list(m.parameters())), None, None))
-        else:   # state of other shapes: chapter 09's check_state_dict refuses it until requests-modern.md 3, so no checkpoint
+        else:   # state of other shapes than the parameter's: trained and compared, its distributed checkpoint not tested here
             model = shard_layers(net()); opt = make(list(model.parameters())); fit(model, opt, 0, STEPS, rank, world)
             out[k] = (wholes(model), None)
     return out

@@ -436,7 +436,13 @@ MATHJAX_LOADER = r"""// MathJax 3 (SVG output: no web fonts to load, so it works
           processEscapes: true, processEnvironments: true, tags: 'ams'},
     svg: {fontCache: 'global'},
     options: {ignoreHtmlClass: 'tex2jax_ignore', processHtmlClass: 'tex2jax_process'},
-    startup: {typeset: true, elements: ['.md-content']}
+    startup: {typeset: true, elements: ['.md-content'],
+      pageReady: function () {   // typesetting changes the height of what is above an entry: land on it again
+        return MathJax.startup.defaultPageReady().then(function () {
+          var id = decodeURIComponent(location.hash.slice(1)), el = id && document.getElementById(id);
+          if (el) el.scrollIntoView();
+        });
+      }}
   };
   var s = document.createElement('script');
   s.src = here ? here.replace(/[^\/]*$/, '') + 'mathjax/tex-svg-full.js' : 'assets/mathjax/tex-svg-full.js';
