@@ -232,13 +232,16 @@ def registry_table():
 OPT_COLUMNS = {'name': 'Optimizer', 'update': 'Update rule', 'paper': 'Paper', 'constructor': 'Constructor',
                'reference': 'Tested against', 'state': 'State per parameter'}
 
+def modidx_links(f):
+    "nbdev's index `f` (`_modidx.py`) as {qualified name: 'page.html#anchor'}; empty if it does not exist yet"
+    return {k: v[0] for m in runpy.run_path(str(f))['d']['syms'].values() for k, v in m.items()} if Path(f).exists() else {}
+
 def optimizer_page(rows, chapters):
     "A notebook of one table: every optimizer of `rows` (`optimizer_table()`), each name linking to its API entry"
     from nbconvert.filters.markdown_mistune import markdown2html_mistune
     def cell(md): return re.sub(r'^<p>(.*)</p>\s*$', r'\1', markdown2html_mistune(str(md or '')).strip(), flags=re.S)
     def code(t): return f'`{t}`' if t and re.fullmatch(r'[\w.]+\.[\w.]+(\(.*\))?', str(t)) else t  # `torch.optim.SGD`
-    body, f = [], ROOT/'optlib'/'_modidx.py'
-    syms = {k: v[0] for m in runpy.run_path(str(f))['d']['syms'].values() for k, v in m.items()} if f.exists() else {}
+    body, syms = [], modidx_links(ROOT/'optlib'/'_modidx.py')
     for r in rows:
         ctor = re.sub(r' at 0x[0-9a-fA-F]+', '', str(r.get('constructor') or r['name']))
         page = chapters.get(str(r.get('chapter', '')).split('_')[0].lower(), f"{page_stem(r.get('chapter', ''))}.html")
@@ -394,8 +397,7 @@ def on_post_build(config, **kw):
     for h, css in _styles.items(): (site/'assets'/f'nb-{h}.css').write_text(css, encoding='utf-8')
     pages = {f.name: f.read_text(encoding='utf-8') for f in site.glob('*.html')}
     ids = {p: set(re.findall(r'\sid="([^"]+)"', t)) for p, t in pages.items()}
-    f = Path(config['extra']['modidx'])
-    syms = {v[0] for m in runpy.run_path(str(f))['d']['syms'].values() for v in m.values()} if f.exists() else set()
+    syms = set(modidx_links(Path(config['extra']['modidx'])).values())
     def fix(m):
         page, frag = m.group(1), html.unescape(m.group(2))
         if page not in ids or frag in ids[page] or f'{page}#{frag}' not in syms: return m.group(0)
