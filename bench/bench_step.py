@@ -10,7 +10,8 @@ pair alike. The table gives the median time per step and the median ratio over t
 
 Paths: torch `foreach=False` (a Python loop over tensors), `foreach=True` (multi-tensor kernels), `fused=True` (one
 fused kernel); optlib `foreach=False` (steppers called per tensor), the default (`foreach=None`: steppers called once
-per bucket of tensors, on a `TensorList`) and `fused=True`. Before timing, every path of a method is run for a few
+per bucket of tensors, on a `TensorList`), `fused=True` and `compile=True` (chapter 10a: the chain as compiled graphs;
+its first step, which compiles, is timed apart and shown in the summary, cold or from inductor's on-disk cache). Before timing, every path of a method is run for a few
 steps from the same start, with a parameter that has no gradient on one step, and compared with the reference path
 (torch foreach where torch has the method, else optlib per tensor): the `max |diff|` column.
 
@@ -46,12 +47,13 @@ def param_sets(quick=False):
                       '40 tensors of 64': [(64,)] * 40}
     return {'ResNet-18 shapes (62 tensors, 11.7M params)': resnet18_shapes(), '400 tensors of 64': [(64,)] * 400}
 
-def paths_of(spec):
+def paths_of(spec, compiled=True):
     """The paths of one registered optimizer: optlib's per-tensor, default and (where its entry lists them) fused paths,
     and its reference: torch's loop, foreach and fused implementations for a torch.optim reference, the package's for another"""
     def optlib(**kw): return lambda ps: spec.build(ps, **kw)
     paths = {'optlib per-tensor': optlib(foreach=False), 'optlib default': optlib()}
     if 'fused' in spec.paths: paths['optlib fused'] = optlib(fused=True)
+    if compiled and 'compile' in spec.paths: paths['optlib compiled'] = optlib(compile=True)
     if spec.reference is None: return paths
     def ref(**flags):
         def make(ps):
@@ -64,10 +66,10 @@ def paths_of(spec):
     if 'fused' in inspect.signature(cls).parameters: out['torch fused'] = ref(fused=True)
     return {**out, **paths}
 
-def methods(only=None):
-    "method -> {path: factory(params) -> optimizer}, for the registered optimizers with `bench=True` (or those named in `only`)"
+def methods(only=None, compiled=True):
+    "method -> {path: factory(params) -> optimizer}, for the registered optimizers with `bench=True` (or those named in `only`); `compiled`: with their compiled path"
     names = only or [s.name for s in registered() if s.bench]
-    return {n: paths_of(get_spec(n)) for n in names}
+    return {n: paths_of(get_spec(n), compiled) for n in names}
 
 def reference(paths):
     for r in ('torch foreach', 'reference', 'optlib per-tensor'):
@@ -109,14 +111,16 @@ def time_paths(shapes, paths, rounds, steps):
     Each ratio is taken over pairs of measurements made one right after the other (which one runs first alternates),
     in every round, the pairs in a rotating order; a noisy neighbour then slows both sides of most pairs alike."""
     base, grads = make_params(shapes), make_grads(shapes, 0)
-    opts = {}
+    opts, first = {}, {}
     for name, make in paths.items():
         opt = make(copy_params(base, grads))
-        for _ in range(2): opt.step()          # create the state, warm up
+        t0 = time.perf_counter(); opt.step(); first[name] = time.perf_counter() - t0   # the compiled path compiles here
+        opt.step()                             # create the state, warm up
         opts[name] = opt
     ref, names = reference(paths), list(opts)
     pairs = [(n, ref, 'ratio') for n in names if n != ref]
     if 'torch fused' in opts: pairs += [(n, 'torch fused', 'ratio_fused') for n in names if n.startswith('optlib')]
+    if 'optlib compiled' in opts: pairs += [('optlib compiled', 'optlib default', 'ratio_default')]
     times, ratios = {n: [] for n in names}, {(n, key): [] for n, _, key in pairs}
     def timed(n):
         opt = opts[n]; t0 = time.perf_counter()
@@ -137,6 +141,7 @@ def time_paths(shapes, paths, rounds, steps):
         o = {'ms': 1e3 * statistics.median(times[n]), 'ratio': statistics.median(ratios[(n, 'ratio')]) if n != ref else 1.,
              'state_mb': state_bytes(opts[n]) / 2**20}
         if (n, 'ratio_fused') in ratios: o['ratio_fused'] = statistics.median(ratios[(n, 'ratio_fused')])
+        if (n, 'ratio_default') in ratios: o['ratio_default'], o['first_step_s'] = statistics.median(ratios[(n, 'ratio_default')]), first[n]
         out[n] = o
     return out
 
@@ -148,7 +153,7 @@ def run(quick=False, rounds=None, only=None):
         n = sum(torch.Size(s).numel() for s in shapes)
         steps = 1 if (quick or n > 1e6) else 3
         sres = results['sets'][set_name] = {}
-        for meth, paths in methods(only).items():
+        for meth, paths in methods(only, compiled=not quick).items():   # --quick: no compiling (tens of seconds)
             diffs = check_agreement(shapes, paths)
             timing = time_paths(shapes, paths, rounds, steps)
             sres[meth] = {p: {**timing[p], 'max_diff': diffs[p], 'ref': reference(paths)} for p in paths}
@@ -176,8 +181,14 @@ def summary(results):
         parts = [f"{m} {sres[m]['optlib default']['ratio']:.2f}x" for m in ('sgd', 'momentum', 'adamw') if m in sres]
         fused = [f"{m} {sres[m]['optlib fused']['ratio_fused']:.2f}x" for m in ('sgd', 'momentum', 'adamw') if m in sres]
         own = [f"{m} {1/sres[m]['optlib default']['ratio']:.1f}x" for m in ('lamb', 'lion') if m in sres]
-        out.append(f"{set_name}: optlib default / torch foreach: {', '.join(parts)}; optlib fused / torch fused: "
-                   f"{', '.join(fused)}; default speed-up over optlib per-tensor: {', '.join(own)}")
+        line = (f"{set_name}: optlib default / torch foreach: {', '.join(parts)}; optlib fused / torch fused: "
+                f"{', '.join(fused)}; default speed-up over optlib per-tensor: {', '.join(own)}")
+        comp = {m: r['optlib compiled'] for m, r in sres.items() if 'optlib compiled' in r}
+        if comp:
+            line += ("; optlib compiled / torch fused: " + ', '.join(f"{m} {c['ratio_fused']:.2f}x" for m, c in comp.items() if 'ratio_fused' in c) +
+                     "; compiled / optlib default: " + ', '.join(f"{m} {c['ratio_default']:.2f}x" for m, c in comp.items()) +
+                     "; first compiled step (compile included): " + ', '.join(f"{m} {c['first_step_s']:.1f} s" for m, c in comp.items()))
+        out.append(line)
     return '\n'.join(out)
 
 def main(argv=None):

@@ -4,6 +4,7 @@ from .registry import *
 from .stateful import *
 from .modern import *
 from .multitensor import *
+from .compiled import *
 from .schedulers import *
 from .data import *
 from .learner import *

@@ -174,10 +174,10 @@ def _hashable(v):
 Optimizer.cpu_chunk = 2**20   # on CPU, buckets are cut into chunks of at most this many values; None: no cut
 
 @patch
-def _buckets(self:Optimizer, group, ps):
-    "The buckets of the parameters `ps` of `group`: tensors sharing device, dtypes, state keys and scalar state"
+def _buckets(self:Optimizer, group, ps, whole=False):
+    "The buckets of the parameters `ps` of `group`: tensors sharing device, dtypes, state keys and scalar state (`whole`: not cut into chunks)"
     plans = self.__dict__.setdefault('_plans', {})
-    plan, state, chunk = plans.get(id(group)), self.state, self.cpu_chunk
+    plan, state, chunk = plans.get(id(group)), self.state, (None if whole else self.cpu_chunk)
     if plan is not None and plan.valid(group, ps, state, chunk): return plan.buckets
     out = {}
     for p in ps:

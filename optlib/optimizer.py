@@ -30,19 +30,19 @@ def l2_reg(p, wd, **kwargs):
     if wd != 0: p.grad.add_(p, alpha=wd)
 
 # %% ../nbs/09_optimizer.ipynb #cbd24dcc
-def stepper(f=None, *, init=None, multi_tensor=False, checks=None, **defaults):
-    "Declare what stepper `f` needs: `defaults` of the hyper-parameters it adds, its per-parameter state (`init(p) -> dict`), `checks` of its hyper-parameters, and whether it may be called on a group of tensors (`multi_tensor`)"
-    if f is None: return functools.partial(stepper, init=init, multi_tensor=multi_tensor, checks=checks, **defaults)
-    f.defaults, f.init, f.multi_tensor, f.checks = dict(defaults), init, multi_tensor, dict(checks or {})
+def stepper(f=None, *, init=None, multi_tensor=False, checks=None, static=(), **defaults):
+    "Declare what stepper `f` needs: `defaults` of the hyper-parameters it adds, its per-parameter state (`init(p) -> dict`), `checks` of its hyper-parameters, whether it may be called on a group of tensors (`multi_tensor`) and the hyper-parameters its Python code branches on (`static`: constants of a compiled step, chapter 10a)"
+    if f is None: return functools.partial(stepper, init=init, multi_tensor=multi_tensor, checks=checks, static=static, **defaults)
+    f.defaults, f.init, f.multi_tensor, f.checks, f.static = dict(defaults), init, multi_tensor, dict(checks or {}), tuple(static)
     return f
 
 sgd_step = stepper(sgd_step, multi_tensor=True)
-weight_decay = stepper(weight_decay, multi_tensor=True, wd=0.)
-l2_reg = stepper(l2_reg, multi_tensor=True, wd=0.)
+weight_decay = stepper(weight_decay, multi_tensor=True, static=('wd',), wd=0.)
+l2_reg = stepper(l2_reg, multi_tensor=True, static=('wd',), wd=0.)
 
 # %% ../nbs/09_optimizer.ipynb #343c041e
 def declared(s, name, default=None):
-    "What stepper `s` (a function, or a `functools.partial` of one) declares as `name`: 'defaults', 'init', 'multi_tensor' or 'checks'"
+    "What stepper `s` (a function, or a `functools.partial` of one) declares as `name`: 'defaults', 'init', 'multi_tensor', 'checks' or 'static'"
     while isinstance(s, functools.partial) and not hasattr(s, name): s = s.func
     return getattr(s, name, default)
 
@@ -285,8 +285,9 @@ class Optimizer(torch.optim.Optimizer):
     def __init__(self, params, steppers, foreach=None, compile=False, **defaults):
         if foreach not in (None, True, False): raise TypeError(f"foreach must be None, True or False, got {foreach!r}")
         if not isinstance(compile, bool): raise TypeError(f"compile must be True or False, got {compile!r}")
+        if compile and foreach is False: raise ValueError("compile=True compiles the multi-tensor steppers: it does not go with foreach=False")
         chain = as_chain(steppers)
-        self.compile = compile    # chapter 10: each group's chain as one compiled function
+        self.compile = compile    # chapter 10a: each group's chain as compiled graphs
         self.foreach, self.name, self.explicit = foreach, type(self).__name__, tuple(defaults)
         super().__init__(as_param_groups(params), {**chain_defaults(chain), **defaults, 'steppers': chain})
 

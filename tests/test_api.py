@@ -19,10 +19,11 @@ def test_all_is_the_union_of_every_module():
         assert name in union, name
 
 def test_import_optlib_gives_the_engine():
-    code = "import optlib.optimizer as o, torch; from optlib.stateful import Adam; print(o.Optimizer._step_group.__module__)"
+    code = ("import optlib.optimizer as o, torch; from optlib.stateful import Adam; import optlib.compiled as c; "
+            "print(o.Optimizer._step_group.__module__, c._default_step_group.__module__)")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'optlib.multitensor'
+    assert out.stdout.strip() == 'optlib.compiled optlib.multitensor'   # chapter 10a's step (compile=True) over chapter 10's engine
 
 def test_star_import():
     ns = {}
