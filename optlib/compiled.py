@@ -194,9 +194,9 @@ def _step_group(self:Optimizer, group, ps, hypers):
     if fn is None: return _default_step_group(self, group, ps, hypers)
     names = frozenset().union(*map(state_names, chain))
     todo = [(b, idx) for b in self._buckets(group, ps, whole=True) for idx in _rank_chunks(b.ps, self.compile_chunk)]
+    inputs = {id(b): {k: _as_input(v, dev) for k, v in b.scalars.items()} for b, _ in todo}   # each bucket's scalar state, once per step
     for n, (b, idx) in enumerate(todo):
-        cps, sts = [b.ps[j] for j in idx], [b.states[j] for j in idx]
-        sstate = {k: _as_input(v, dev) for k, v in b.scalars.items()}
+        cps, sts, sstate = [b.ps[j] for j in idx], [b.states[j] for j in idx], inputs[id(b)]
         try: out = fn(cps, [p.grad for p in cps], {k: [s[k] for s in sts] for k in b.tkeys}, sstate, ths)
         except Exception as e:   # nothing of this chunk has changed: it and the rest take chapter 09's loop, the group the default path from now on
             self._give_up(fn, i, e); self._plans = {}
