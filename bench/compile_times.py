@@ -25,13 +25,10 @@ def measure(pset, method, chunk, rounds, threads):
     sys.path[:0] = [str(ROOT), str(ROOT / 'bench')]
     import optlib.all
     from optlib.registry import get_spec
-    from bench_step import make_params, make_grads, resnet18_shapes, paths_of
+    from bench_step import make_params, make_grads, copy_params, resnet18_shapes, paths_of
     shapes = resnet18_shapes() if pset == 'resnet18' else [(64,)] * 400
     base, grads = make_params(shapes), make_grads(shapes, 0)
-    def params():
-        ps = [p.clone().requires_grad_() for p in base]
-        for p, g in zip(ps, grads): p.grad = g.clone()
-        return ps
+    params = lambda: copy_params(base, grads)
     spec = get_spec(method)
     comp = spec.build(params(), compile=True)
     comp.compile_chunk = chunk or 1 << 30
